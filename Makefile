@@ -1,0 +1,48 @@
+# acmebridge: every command a user or CI runs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
+
+.PHONY: help venv lint unit test run demo bench clean
+
+help: ## list the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+# The venv is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	@echo ">> installing acmebridge and its dev tools into $(VENV)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed ## install the project and its dev tools into .venv
+
+include hack/lab.mk
+
+lint: venv ## ruff, mypy --strict, import-linter
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: venv ## fast tests: pure logic and the stand-ins' own tests (no lab)
+	hack/pytest.sh -m "not lab" tests
+
+test: venv lint lab-up ## everything: lint, unit tests, lab tests (starts the lab if needed)
+	hack/pytest.sh tests
+
+run: venv ## the operator against $$KUBECONFIG
+	$(VENV)/bin/acmebridge run $(RUN_ARGS)
+
+demo: venv lab-up ## lab + operator + examples/, then print the issued certificate
+	hack/demo.sh
+
+bench: venv lab-up ## the benchmark: figures and ratios
+	$(PY) -m bench.run
+
+clean: lab-down ## stop the lab and remove build output
+	rm -rf .lab .bench

@@ -1,0 +1,1 @@
+"""acmebridge: ACME automation for an organisation's own PKI on Kubernetes."""
