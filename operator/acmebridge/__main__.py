@@ -1,0 +1,127 @@
+"""The ``acmebridge`` command: run the operator, serve an HTTP-01 challenge, or operate on objects.
+
+Exit codes fit scripts: 0 success, 1 the command ran and found a problem (a certificate not
+ready, a Secret that does not match), 2 bad usage or an unreachable cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+
+from acmebridge.config import OperatorConfig
+
+
+def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the operator against the current kubeconfig or cluster")
+    p.add_argument("-n", "--namespace", action="append", default=[],
+                   help="watch only this namespace (repeatable); default: all namespaces")
+    p.add_argument("--peering", default=None,
+                   help="kopf peering name for several replicas (one active); default standalone")
+    p.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    p.add_argument("--liveness", default=None,
+                   help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    p.add_argument("--cluster-resource-namespace", default=None)
+    p.add_argument("--solver-image", default=None)
+    p.add_argument("--self-check-nameserver", action="append", default=None,
+                   help="resolver (host[:port]) for the HTTP-01 self check; repeatable")
+    p.add_argument("--http01-self-check-port", type=int, default=None)
+    p.add_argument("--secret-owner-references", action="store_true", default=None,
+                   help="delete a Certificate's Secret with it (off by default)")
+    p.add_argument("--backoff-cap", type=float, default=None, help="seconds (default 3600)")
+    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--allowed-acme-server", action="append", default=None,
+                   help="URL prefix or host namespaced Issuers may use; repeatable")
+    p.add_argument("--metrics-port", type=int, default=None, help="0 disables /metrics")
+    p.add_argument("--log-format", choices=("text", "json"), default=None)
+    p.add_argument("--log-level", default=None)
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def _config(args: argparse.Namespace) -> OperatorConfig:
+    cfg = OperatorConfig.from_env()
+    overrides: dict[str, object] = {}
+    if args.namespace:
+        overrides["namespaces"] = tuple(args.namespace)
+    for flag, field in (
+        ("cluster_resource_namespace", "cluster_resource_namespace"),
+        ("solver_image", "solver_image"),
+        ("http01_self_check_port", "http01_self_check_port"),
+        ("secret_owner_references", "secret_owner_references"),
+        ("concurrency", "concurrency"),
+        ("metrics_port", "metrics_port"),
+        ("log_format", "log_format"),
+        ("log_level", "log_level"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[field] = value
+    if args.self_check_nameserver:
+        overrides["self_check_nameservers"] = tuple(args.self_check_nameserver)
+    if args.allowed_acme_server:
+        overrides["allowed_acme_servers"] = tuple(args.allowed_acme_server)
+    if args.backoff_cap is not None:
+        overrides["backoff_cap"] = timedelta(seconds=args.backoff_cap)
+    if args.verbose:
+        overrides["log_level"] = "DEBUG"
+    return replace(cfg, **overrides)  # type: ignore[arg-type]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from acmebridge.handlers import operator as handlers
+    from acmebridge.logs import configure_logging
+
+    cfg = _config(args)
+    configure_logging(cfg.log_format, cfg.log_level)
+    metrics = None
+    if cfg.metrics_port:
+        from acmebridge.metrics import PrometheusMetrics
+
+        metrics = PrometheusMetrics.serve(cfg.metrics_address, cfg.metrics_port)
+    handlers.install(handlers.Operator(cfg, metrics))
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not cfg.namespaces,
+            namespaces=list(cfg.namespaces),
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            priority=args.priority,
+            liveness_endpoint=args.liveness,
+        )
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "solve-http01":
+        from acmebridge import solver
+
+        return solver.main(argv[1:])
+    parser = argparse.ArgumentParser(prog="acmebridge", description="ACME for your own PKI")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    sub.add_parser("solve-http01", help="serve one HTTP-01 challenge (runs in solver Pods)")
+    from acmebridge import cli
+
+    cli.add_parsers(sub)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args)
+    try:
+        return cli.dispatch(args)
+    except cli.CliError as e:
+        print(f"acmebridge: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    logging.captureWarnings(True)
+    sys.exit(main())

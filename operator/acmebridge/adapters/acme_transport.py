@@ -1,0 +1,258 @@
+"""The HTTP side of the ACME adapter: certbot's ``ClientNetwork`` on a shared transport.
+
+``Network`` keeps the library's JWS signing and its single ``badNonce`` retry, and changes only
+the transport underneath:
+
+- one ``requests.Session``, trust setting and nonce pool per directory (``Transport``), shared by
+  every account and thread, while each call gets its own ``Network`` bound to one account key:
+  ``ClientNetwork`` keeps key and account on the instance, so a shared one would let one thread
+  sign with another account's key;
+- bodies are streamed and refused beyond a size limit before they are held in memory;
+- the nonce pool is thread-safe (the library checks emptiness, then pops: a race between threads)
+  and keeps the nonce of an error response for the retry (RFC 8555 §6.5);
+- problem documents keep their HTTP status, Retry-After and Location (the library drops all
+  three, and turns every 409 into a bare ``ConflictError``, losing RFC 9773's ``alreadyReplaced``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import ssl
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from acme import client as acme_client
+from acme import errors as acme_errors
+from acme import messages
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from josepy.errors import DeserializationError
+from josepy.json_util import decode_b64jose
+from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
+from josepy.jwk import JWK, JWKEC, JWKRSA
+
+from acmebridge.adapters.acme_messages import parse_retry_after
+
+log = logging.getLogger(__name__)
+
+MAX_POOLED_NONCES = 64
+_EC_ALGORITHMS = {"secp256r1": ES256, "secp384r1": ES384, "secp521r1": ES512}
+
+
+@dataclass(frozen=True)
+class AccountKey:
+    jwk: JWK
+    alg: JWASignature
+
+
+@functools.lru_cache(maxsize=256)
+def load_account_key(pem: bytes) -> AccountKey:
+    """Cached: RSA key loading checks the key and costs milliseconds, and every call signs."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"the ACME account key is not an unencrypted PEM private key: {e}") from e
+    # Not jose.JWK.load: on bytes it cannot parse it returns a symmetric JWKOct of the input.
+    if isinstance(key, rsa.RSAPrivateKey):
+        return AccountKey(jwk=JWKRSA(key=key), alg=RS256)
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _EC_ALGORITHMS:
+        return AccountKey(jwk=JWKEC(key=key), alg=_EC_ALGORITHMS[key.curve.name])
+    raise ValueError("the ACME account key must be RSA or ECDSA P-256, P-384 or P-521")
+
+
+class NoncePool:
+    """Replay nonces shared by every request to one directory (RFC 8555 §6.5)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nonces: deque[bytes] = deque(maxlen=MAX_POOLED_NONCES)
+
+    def put(self, nonce: bytes) -> None:
+        with self._lock:
+            self._nonces.append(nonce)
+
+    def take(self) -> bytes | None:
+        with self._lock:
+            return self._nonces.pop() if self._nonces else None
+
+
+@dataclass(frozen=True)
+class Transport:
+    session: requests.Session
+    verify: bool | str
+    user_agent: str
+    timeout: tuple[float, float]
+    max_response_bytes: int
+    nonces: NoncePool
+
+
+class HttpError(Exception):
+    """An HTTP failure that is not an ACME problem document (a proxy's 502 page, a too-big body)."""
+
+
+class Network(acme_client.ClientNetwork):
+    """``ClientNetwork`` for one call: one account key, the directory's shared transport.
+
+    Overrides keep the library's signing, JWS and badNonce retry, and change only transport:
+    streamed size-limited reads, the shared nonce pool, and problem documents that keep their
+    HTTP status and Retry-After (the library drops both, and turns every 409 into a bare
+    ``ConflictError`` that loses RFC 9773's ``alreadyReplaced``).
+    """
+
+    def __init__(self, transport: Transport, key: AccountKey | None, kid: str | None) -> None:
+        # verify and timeout are applied per request in _send_request.
+        super().__init__(
+            key=key.jwk if key else None,
+            alg=key.alg if key else RS256,
+            user_agent=transport.user_agent,
+        )
+        self.session.close()
+        self.session = transport.session
+        self._transport = transport
+        if kid is not None:
+            self.account = messages.RegistrationResource(body=messages.Registration(), uri=kid)
+
+    def __del__(self) -> None:
+        # The library closes its requests.Session here; this one is shared: AcmeSession.close().
+        pass
+
+    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        t = self._transport
+        headers = kwargs.setdefault("headers", {})
+        headers.setdefault("User-Agent", t.user_agent)
+        kwargs["verify"] = t.verify
+        kwargs["timeout"] = t.timeout
+        kwargs["stream"] = True
+        log.debug("%s %s", method, url)
+        response = t.session.request(method, url, *args, **kwargs)
+        try:
+            response._content = _read_limited(response, t.max_response_bytes, sum(t.timeout))
+        finally:
+            response.close()
+        if "Accept" not in headers:
+            response.encoding = "utf-8"
+        log.debug("%s %s -> %d", method, url, response.status_code)
+        if method == "POST" and not response.ok:
+            # The nonce of an error response is good for the retry (RFC 8555 §6.5).
+            self._pool_nonce(response)
+        return response
+
+    @classmethod
+    def _check_response(
+        cls, response: requests.Response, content_type: str | None = None
+    ) -> requests.Response:
+        if not response.ok:
+            jobj = _json_or_none(response)
+            if isinstance(jobj, dict) and "type" in jobj:
+                error = messages.Error.from_json(jobj)
+                # messages.Error allows attributes to be set (it is an exception too).
+                setattr(error, "http_status", response.status_code)  # noqa: B010
+                setattr(error, "retry_after", retry_after_of(response))  # noqa: B010
+                setattr(error, "location", response.headers.get("Location"))  # noqa: B010
+                raise error
+            if response.status_code == 409 and "Location" in response.headers:
+                raise acme_errors.ConflictError(response.headers["Location"])
+            raise HttpError(
+                f"HTTP {response.status_code} from {response.url} without a problem document"
+            )
+        return super()._check_response(response, content_type=content_type)
+
+    # The library annotates nonces as str but stores and signs the decoded bytes.
+    def _get_nonce(self, url: str, new_nonce_url: str | None) -> bytes:  # type: ignore[override]
+        nonce = self._transport.nonces.take()
+        if nonce is not None:
+            return nonce
+        response = self._check_response(self.head(new_nonce_url or url), content_type=None)
+        return _decode_nonce(response)
+
+    def _add_nonce(self, response: requests.Response) -> None:
+        self._pool_nonce(response)
+
+    def _pool_nonce(self, response: requests.Response) -> None:
+        if self.REPLAY_NONCE_HEADER in response.headers:
+            self._transport.nonces.put(_decode_nonce(response))
+
+
+def _decode_nonce(response: requests.Response) -> bytes:
+    value = response.headers.get("Replay-Nonce")
+    if value is None:
+        raise acme_errors.MissingNonce(response)
+    try:
+        return bytes(decode_b64jose(value))
+    except DeserializationError as e:
+        raise acme_errors.BadNonce(value, e) from e
+
+
+def _read_limited(response: requests.Response, limit: int, total_seconds: float) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HttpError(f"{response.url} answered with {declared} bytes; the limit is {limit}")
+    deadline = time.monotonic() + total_seconds
+    body = bytearray()
+    for chunk in response.iter_content(chunk_size=65536):
+        body += chunk
+        if len(body) > limit:
+            raise HttpError(f"{response.url} answered with more than {limit} bytes")
+        if time.monotonic() > deadline:
+            raise requests.exceptions.ReadTimeout(f"{response.url} did not finish in time")
+    return bytes(body)
+
+
+def release(session: requests.Session, ca_file: str | None) -> None:
+    session.close()
+    if ca_file is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(ca_file)
+
+
+def find_ssl_error(error: BaseException) -> ssl.SSLError | None:
+    """The ssl module's exception under requests' and urllib3's wrappers, if any."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [error]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return current
+        stack.extend(a for a in current.args if isinstance(a, BaseException))
+        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
+            if isinstance(linked, BaseException):
+                stack.append(linked)
+    return None
+
+
+def innermost_reason(error: BaseException) -> str:
+    """The innermost useful message of a requests/urllib3 exception chain."""
+    current: BaseException = error
+    for _ in range(8):
+        inner = getattr(current, "reason", None)
+        if isinstance(inner, BaseException):
+            current = inner
+            continue
+        args = [a for a in current.args if isinstance(a, BaseException)]
+        if args:
+            current = args[0]
+            continue
+        break
+    return str(current) or type(current).__name__
+
+
+def retry_after_of(response: requests.Response) -> timedelta | None:
+    return parse_retry_after(response.headers.get("Retry-After"), now=datetime.now(UTC))
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

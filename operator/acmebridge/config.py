@@ -1,0 +1,86 @@
+"""Every operator setting in one frozen object, read from flags and ``ACMEBRIDGE_*`` variables.
+
+One place for the knobs keeps the chart's values, the CLI and the docs in step: each field here
+has a flag in ``__main__`` and a value in the Helm chart of the same meaning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+DEFAULT_SOLVER_IMAGE = "ghcr.io/acmebridge/acmebridge:0.1.0"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """What the operator is allowed to do and how it behaves; immutable for a run."""
+
+    #: where ClusterIssuers keep their account-key and EAB Secrets (cert-manager's name)
+    cluster_resource_namespace: str = "acmebridge"
+    #: namespaces watched; empty means all namespaces
+    namespaces: tuple[str, ...] = ()
+    #: image of the HTTP-01 solver Pods: by default the operator's own
+    solver_image: str = DEFAULT_SOLVER_IMAGE
+    #: the command the solver image runs (its entrypoint)
+    solver_command: tuple[str, ...] = ("acmebridge", "solve-http01")
+    #: add an ownerReference from each TLS Secret to its Certificate (off as in cert-manager:
+    #: deleting a Certificate must not take a serving certificate away from running Pods)
+    secret_owner_references: bool = False
+    #: upper bound of the failure backoff
+    backoff_cap: timedelta = timedelta(hours=1)
+    #: parallel reconciles (and threads for the synchronous ACME and Kubernetes clients)
+    concurrency: int = 8
+    #: the port the ACME server validates HTTP-01 on (80 in real networks)
+    http01_self_check_port: int = 80
+    #: resolvers for the HTTP-01 self check; empty means the system resolver
+    self_check_nameservers: tuple[str, ...] = ()
+    #: ACME servers namespaced Issuers may use (URL prefixes or host names); empty allows all
+    allowed_acme_servers: tuple[str, ...] = ()
+    #: how often a waiting order is looked at again when the server gives no Retry-After
+    order_poll_interval: timedelta = timedelta(seconds=2)
+    #: metrics listener
+    metrics_port: int = 9402
+    metrics_address: str = "0.0.0.0"
+    log_format: str = "text"
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        """Reads ``ACMEBRIDGE_*`` variables; flags override these in ``__main__``."""
+        e = os.environ if env is None else env
+        d = cls()
+
+        def tup(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+            raw = e.get(name)
+            if raw is None:
+                return default
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+        return cls(
+            cluster_resource_namespace=e.get(
+                "ACMEBRIDGE_CLUSTER_RESOURCE_NAMESPACE", d.cluster_resource_namespace
+            ),
+            namespaces=tup("ACMEBRIDGE_NAMESPACES", d.namespaces),
+            solver_image=e.get("ACMEBRIDGE_SOLVER_IMAGE", d.solver_image),
+            secret_owner_references=e.get("ACMEBRIDGE_SECRET_OWNER_REFERENCES", "false").lower()
+            in ("1", "true", "yes"),
+            backoff_cap=timedelta(
+                seconds=float(e.get("ACMEBRIDGE_BACKOFF_CAP_SECONDS", d.backoff_cap.total_seconds()))
+            ),
+            concurrency=int(e.get("ACMEBRIDGE_CONCURRENCY", d.concurrency)),
+            http01_self_check_port=int(
+                e.get("ACMEBRIDGE_HTTP01_SELF_CHECK_PORT", d.http01_self_check_port)
+            ),
+            self_check_nameservers=tup(
+                "ACMEBRIDGE_SELF_CHECK_NAMESERVERS", d.self_check_nameservers
+            ),
+            allowed_acme_servers=tup("ACMEBRIDGE_ALLOWED_ACME_SERVERS", d.allowed_acme_servers),
+            metrics_port=int(e.get("ACMEBRIDGE_METRICS_PORT", d.metrics_port)),
+            metrics_address=e.get("ACMEBRIDGE_METRICS_ADDRESS", d.metrics_address),
+            log_format=e.get("ACMEBRIDGE_LOG_FORMAT", d.log_format),
+            log_level=e.get("ACMEBRIDGE_LOG_LEVEL", d.log_level),
+        )

@@ -1,0 +1,155 @@
+"""kopf wiring: watch events feed the work queues; nothing else happens in these handlers.
+
+kopf gives acmebridge its watches (with re-listing and back-pressure), peering for several
+replicas, and the liveness endpoint. The handlers are ``on.event`` only: they store the newest
+body and wake the object's reconcile. No change-detection handlers means kopf never writes its
+last-handled-configuration annotation or progress into our objects, and no daemons means no
+finalizer on every Certificate; Secrets are never watched at all (kopf's annotation would copy a
+Secret's data, private key included, into metadata).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from acmebridge.adapters.kube import Kube
+from acmebridge.config import OperatorConfig
+from acmebridge.reconcile.accounts import Account
+from acmebridge.reconcile.certificate import reconcile_certificate
+from acmebridge.reconcile.issuer import reconcile_issuer
+from acmebridge.reconcile.queue import WorkQueue
+from acmebridge.reconcile.runtime import Metrics, ObjectKey, Runtime, key_of
+
+GROUP, VERSION = "acmebridge.io", "v1alpha1"
+log = logging.getLogger("acmebridge")
+
+
+class Operator:
+    """The operator's live state for one run: runtime, account cache, queues."""
+
+    def __init__(self, config: OperatorConfig, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.rt: Runtime | None = None
+        self.accounts: dict[ObjectKey, Account] = {}
+        self.issuer_failures: dict[ObjectKey, int] = {}
+        self.queue: WorkQueue | None = None
+
+    async def start(self) -> None:
+        try:
+            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+        api = k8s.ApiClient()
+        # One connection per worker thread; urllib3's default pool of 4 would serialise them.
+        api.rest_client.pool_manager.connection_pool_kw["maxsize"] = self.config.concurrency
+        executor = ThreadPoolExecutor(
+            max_workers=self.config.concurrency, thread_name_prefix="acmebridge-io"
+        )
+        self.rt = Runtime(config=self.config, kube=Kube(api), executor=executor, metrics=self.metrics)
+        self.queue = WorkQueue(self._reconcile, workers=self.config.concurrency)
+        self.rt.wake = self.queue.add
+        await self.queue.start()
+
+    async def stop(self) -> None:
+        if self.queue is not None:
+            await self.queue.stop()
+        if self.rt is not None:
+            self.rt.executor.shutdown(wait=False, cancel_futures=True)
+        for account in self.accounts.values():
+            account.session.close()
+
+    async def _reconcile(self, key: Any) -> float | None:
+        assert self.rt is not None
+        plural = key[0]
+        error = False
+        try:
+            if plural == "certificates":
+                return await reconcile_certificate(self.rt, key, self.accounts)
+            return await reconcile_issuer(self.rt, key, self.accounts, self.issuer_failures)
+        except Exception:
+            error = True
+            raise
+        finally:
+            self.metrics.reconciled(plural, error)
+
+    def observe(self, plural: str, event: Mapping[str, Any]) -> None:
+        """A watch event: remember the body, and wake the object (and, for issuers, its users)."""
+        if self.rt is None or self.queue is None:
+            return
+        body = dict(event.get("object") or {})
+        key = key_of(body, plural)
+        if event.get("type") == "DELETED":
+            self.rt.observe(key, None)
+            self.queue.forget(key)
+            if plural != "certificates":
+                self.accounts.pop(key, None)
+                self._wake_dependents(key)
+            else:
+                self.metrics.certificate(None, key)
+            return
+        old = self.rt.cache.get(key)
+        same = old is not None and old.get("metadata", {}).get("resourceVersion") == body.get(
+            "metadata", {}
+        ).get("resourceVersion")
+        if same or not self.rt.observe(key, body):
+            return  # our own write coming back, or an older event: nothing new to act on
+        self.queue.add(key)
+        if plural != "certificates":
+            self._wake_dependents(key)
+
+    def _wake_dependents(self, key: ObjectKey) -> None:
+        assert self.rt is not None and self.queue is not None
+        for dep in list(self.rt.dependents.get(key, ())):
+            self.queue.add(dep, 0.5)
+
+
+OPERATOR: Operator | None = None
+
+
+def install(operator: Operator) -> None:
+    """Register the handlers for ``operator`` (called once, before kopf starts)."""
+    global OPERATOR
+    OPERATOR = operator
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    assert OPERATOR is not None, "install() must run before the operator starts"
+    # We post the Events users need ourselves (aggregated); kopf would post every log line.
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.networking.request_timeout = 60
+    await OPERATOR.start()
+
+
+@kopf.on.cleanup()
+async def _cleanup(**_: Any) -> None:
+    if OPERATOR is not None:
+        await OPERATOR.stop()
+
+
+@kopf.on.event(GROUP, VERSION, "certificates")
+async def _certificate_event(event: kopf.RawEvent, **_: Any) -> None:
+    if OPERATOR is not None:
+        OPERATOR.observe("certificates", event)
+
+
+@kopf.on.event(GROUP, VERSION, "issuers")
+async def _issuer_event(event: kopf.RawEvent, **_: Any) -> None:
+    if OPERATOR is not None:
+        OPERATOR.observe("issuers", event)
+
+
+@kopf.on.event(GROUP, VERSION, "clusterissuers")
+async def _clusterissuer_event(event: kopf.RawEvent, **_: Any) -> None:
+    if OPERATOR is not None:
+        OPERATOR.observe("clusterissuers", event)

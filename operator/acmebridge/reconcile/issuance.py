@@ -1,0 +1,561 @@
+"""Advance one issuance through its ACME order, as far as it can go without waiting.
+
+Order of effects matters for restart safety: the pending key Secret exists before the order is
+created; the order URL is written to ``status.order`` right after ``newOrder`` returns, before any
+solver object exists; ``cleanupPending`` is set before the first solver object is created. A
+restart at any point therefore resumes the same order (while it is usable) and finds everything
+it has to remove. Failures are classified (``domain.errors.classify``): a temporary one keeps the
+order and retries after backoff; a permanent one drops the order, removes the solver objects and
+backs off before a new order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from acmebridge.adapters import acme_client as acme
+from acmebridge.adapters import selfcheck
+from acmebridge.adapters.acme_messages import (
+    AuthorizationInfo,
+    ChallengeInfo,
+    OrderInfo,
+    choose_chain,
+)
+from acmebridge.adapters.kube import Conflict, core_path, group_path
+from acmebridge.domain import chain as chains
+from acmebridge.domain import secret as secrets
+from acmebridge.domain.conditions import get_condition
+from acmebridge.domain.errors import (
+    AcmebridgeError,
+    AcmeProblem,
+    AcmeUnavailable,
+    Severity,
+    SpecError,
+    classify,
+)
+from acmebridge.domain.journal import (
+    AuthorizationRecord,
+    ChallengeRecord,
+    OrderJournal,
+    OrderView,
+    Step,
+    journal_usable,
+    next_step,
+)
+from acmebridge.domain.keys import (
+    PrivateKey,
+    build_csr,
+    encode_private_key,
+    generate_private_key,
+    key_matches_spec,
+    load_private_key,
+)
+from acmebridge.domain.schedule import backoff_delay, jitter_for, renewal_time
+from acmebridge.domain.solvers import http01_objects, object_name, pod_ready, select_solver
+from acmebridge.domain.timefmt import format_time
+from acmebridge.domain.spec import CertificateSpec
+from acmebridge.domain.trigger import SecretState, Verdict
+from acmebridge.reconcile.accounts import Account
+from acmebridge.reconcile.certificate import Ctx
+from acmebridge.reconcile.cleanup import (
+    cleanup_issuance,
+    delete_solver_objects,
+    pending_key_name,
+)
+from acmebridge.reconcile.secretwriter import decode_data, write_tls_secret
+
+log = logging.getLogger("acmebridge.issuance")
+
+PERMANENT_AUTHZ = ("invalid", "deactivated", "expired", "revoked")
+_ORDER_OPTIONAL = ("finalizeURL", "certificateURL", "expires", "replaces", "profile", "error")
+
+
+class Waiting(Exception):
+    """Nothing is wrong; the issuance waits for something outside the operator."""
+
+
+def _order_patch(journal: OrderJournal) -> dict[str, Any]:
+    """The whole journal for a merge patch: absent optional keys are nulled, so nothing of a
+    previous order survives in the merged object."""
+    d = journal.to_status()
+    for k in _ORDER_OPTIONAL:
+        d.setdefault(k, None)
+    return d
+
+
+async def advance(
+    ctx: Ctx,
+    account: Account,
+    secret: Mapping[str, Any] | None,
+    sstate: SecretState,
+    journal: OrderJournal | None,
+    verdict: Verdict,
+) -> float | None:
+    issuing = get_condition(ctx.conditions(), "Issuing")
+    if issuing is None or issuing.status != "True":
+        ctx.set("Issuing", "True", verdict.reason, verdict.message)
+        await ctx.flush()
+        await ctx.event("Normal", "Issuing", verdict.message)
+    try:
+        key = await _pending_key(ctx, secret, sstate)
+        spec_hash = ctx.spec.issuance_hash()
+        if not journal_usable(
+            journal, spec_hash=spec_hash, account_uri=account.ref.uri, now=ctx.now
+        ):
+            if journal is not None:
+                await delete_solver_objects(ctx)
+            journal = await _new_order(ctx, account, spec_hash)
+        assert journal is not None
+        return await _work(ctx, account, journal, key, secret)
+    except AcmeProblem as e:
+        permanent = classify(e) is Severity.PERMANENT
+        return await failed(
+            ctx, sstate, reason="Failed", detail=f"{e.detail} ({e.type})",
+            permanent=permanent, retry_after=e.retry_after,
+        )
+    except AcmeUnavailable as e:
+        return await failed(
+            ctx, sstate, reason="ACMEServerUnavailable", detail=e.detail, permanent=False
+        )
+    except SpecError as e:
+        return await failed(ctx, sstate, reason=e.reason, detail=e.message, permanent=True)
+
+
+async def _pending_key(
+    ctx: Ctx, secret: Mapping[str, Any] | None, sstate: SecretState
+) -> PrivateKey:
+    """The private key for this issuance, kept in a Secret that only the operator writes."""
+    rt = ctx.rt
+    spec = ctx.spec.private_key
+    name = pending_key_name(ctx.name, ctx.uid)
+    path = core_path("secrets", ctx.namespace, name)
+    existing = await rt.io(rt.kube.get, path)
+    if existing is not None:
+        if not secrets.is_pending_key_secret_for(existing["metadata"], ctx.uid):
+            raise SpecError(
+                "PendingKeyConflict",
+                f"Secret '{name}' exists but was not created by acmebridge for this Certificate",
+            )
+        pem = decode_data(existing, "tls.key")
+        if pem is not None:
+            key = load_private_key(pem)
+            if key_matches_spec(key, spec.algorithm, spec.size):
+                return key
+        await rt.io(rt.kube.delete, path, uid=existing["metadata"].get("uid"))
+    reused = False
+    current = decode_data(secret, "tls.key")
+    if spec.rotation_policy == "Never" and current and sstate.key_matches_spec:
+        key = load_private_key(current)
+        reused = True
+    else:
+        key = await rt.io(generate_private_key, spec.algorithm, spec.size)
+    body = secrets.pending_key_secret(
+        certificate_name=ctx.name,
+        certificate_uid=ctx.uid,
+        namespace=ctx.namespace,
+        key_pem=encode_private_key(key, "PKCS8"),
+        owner_reference={
+            "apiVersion": "acmebridge.io/v1alpha1",
+            "kind": "Certificate",
+            "name": ctx.name,
+            "uid": ctx.uid,
+            "controller": True,
+            "blockOwnerDeletion": False,
+        },
+    )
+    body["metadata"].pop("generateName", None)
+    body["metadata"]["name"] = name
+    await rt.io(rt.kube.create, core_path("secrets", ctx.namespace), body)
+    if reused:
+        await ctx.event("Normal", "KeyReused", "Reusing the current private key (rotationPolicy: Never)")
+    else:
+        await ctx.event(
+            "Normal", "KeyGenerated", f"Stored a new private key in temporary Secret '{name}'"
+        )
+    return key
+
+
+async def _new_order(ctx: Ctx, account: Account, spec_hash: str) -> OrderJournal:
+    rt = ctx.rt
+    identifiers = [(i.type, i.value) for i in ctx.spec.identifiers()]
+    order: OrderInfo = await rt.io(
+        account.session.new_order,
+        account.ref,
+        identifiers=identifiers,
+        profile=account.spec.profile,
+        replaces=None,
+    )
+    records = []
+    for url in order.authorizations:
+        authz: AuthorizationInfo = await rt.io(account.session.get_authorization, account.ref, url)
+        records.append(
+            AuthorizationRecord(
+                url=url,
+                identifier=authz.identifier[1],
+                identifier_type=authz.identifier[0],
+                wildcard=authz.wildcard,
+                state=authz.status,
+            )
+        )
+    journal = OrderJournal(
+        url=order.url,
+        state=order.status,
+        spec_hash=spec_hash,
+        revision=int(ctx.status.get("revision") or 0) + 1,
+        account_uri=account.ref.uri,
+        created=ctx.now,
+        authorizations=tuple(records),
+        finalize_url=order.finalize,
+        expires=order.expires,
+        profile=order.profile,
+    )
+    ctx.patch["order"] = _order_patch(journal)
+    await ctx.flush()
+    await ctx.event("Normal", "OrderCreated", f"Created ACME order {order.url}")
+    log.info("Certificate %s/%s: created order %s", ctx.namespace, ctx.name, order.url)
+    return journal
+
+
+async def _work(
+    ctx: Ctx,
+    account: Account,
+    journal: OrderJournal,
+    key: PrivateKey,
+    secret: Mapping[str, Any] | None,
+) -> float | None:
+    rt = ctx.rt
+    poll = rt.config.order_poll_interval.total_seconds()
+    order: OrderInfo = await rt.io(account.session.get_order, account.ref, journal.url)
+    view = OrderView(
+        status=order.status,
+        expires=order.expires,
+        certificate_url=order.certificate,
+        error=order.error.detail if order.error else None,
+    )
+    step = next_step(view, now=ctx.now)
+    if step is Step.NEW_ORDER:
+        ctx.patch["order"] = None
+        await ctx.flush()
+        return 0.0
+    if step is Step.FAILED:
+        problem = order.error
+        raise AcmeProblem(
+            problem.type if problem else "urn:ietf:params:acme:error:serverInternal",
+            _order_failure(journal, problem.detail if problem else None),
+        )
+    if step is Step.WORK_AUTHORIZATIONS:
+        journal, waiting = await _authorizations(ctx, account, journal)
+        journal = replace(journal, state=order.status)
+        ctx.patch["order"] = _order_patch(journal)
+        if waiting:
+            ctx.set("Issuing", "True", "Waiting", "; ".join(waiting))
+        await ctx.flush()
+        return _delay(order.retry_after, poll)
+    if step is Step.FINALIZE:
+        csr = build_csr(
+            key,
+            common_name=ctx.spec.common_name,
+            dns_names=ctx.spec.dns_names,
+            ip_addresses=ctx.spec.ip_addresses,
+            uris=ctx.spec.uris,
+            email_addresses=ctx.spec.email_addresses,
+            usages=ctx.spec.usages,
+            subject=_subject(ctx.spec),
+        )
+        order = await rt.io(account.session.finalize, account.ref, order, csr)
+        ctx.patch["order"] = _order_patch(replace(journal, state=order.status))
+        ctx.set("Issuing", "True", "Finalizing", f"Sent the CSR; the order is {order.status}")
+        await ctx.flush()
+        return 0.0 if order.status == "valid" else _delay(order.retry_after, 1.0)
+    if step is Step.WAIT:
+        ctx.patch["order"] = _order_patch(replace(journal, state=order.status))
+        await ctx.flush()
+        return _delay(order.retry_after, poll)
+    assert step is Step.DOWNLOAD and order.certificate
+    chains_pem = await rt.io(account.session.download_chains, account.ref, order.certificate)
+    chosen = choose_chain(chains_pem, account.spec.preferred_chain or None)
+    written = await write_tls_secret(
+        rt,
+        certificate=ctx.body,
+        spec=ctx.spec,
+        issuer=account.spec,
+        existing=secret,
+        chain_pem=chosen,
+        key=key,
+    )
+    return await _finish(ctx, written, renewing=secret is not None)
+
+
+def _subject(spec: CertificateSpec) -> dict[str, list[str]]:
+    """``spec.subject`` keyed by its CRD field names, as ``build_csr`` takes it."""
+    s = spec.subject
+    fields = {
+        "organizations": s.organizations,
+        "organizationalUnits": s.organizational_units,
+        "countries": s.countries,
+        "localities": s.localities,
+        "provinces": s.provinces,
+        "streetAddresses": s.street_addresses,
+        "postalCodes": s.postal_codes,
+        "serialNumber": (s.serial_number,) if s.serial_number else (),
+    }
+    return {k: list(v) for k, v in fields.items() if v}
+
+
+def _order_failure(journal: OrderJournal, detail: str | None) -> str:
+    failed = [a for a in journal.authorizations if a.challenge and a.challenge.error]
+    if failed and failed[0].challenge is not None:
+        a = failed[0]
+        return f"challenge for {a.identifier} failed: {a.challenge.error}"  # type: ignore[union-attr]
+    return f"the ACME order became invalid: {detail or 'no reason given'}"
+
+
+def _delay(retry_after: timedelta | None, default: float) -> float:
+    if retry_after is None:
+        return default
+    return max(default, min(retry_after.total_seconds(), 3600.0))
+
+
+async def _authorizations(
+    ctx: Ctx, account: Account, journal: OrderJournal
+) -> tuple[OrderJournal, list[str]]:
+    """Present, self-check and answer each pending authorization's challenge."""
+    rt = ctx.rt
+    waiting: list[str] = []
+    for rec in journal.authorizations:
+        authz: AuthorizationInfo = await rt.io(
+            account.session.get_authorization, account.ref, rec.url
+        )
+        rec = replace(rec, state=authz.status)
+        if authz.status == "valid":
+            if rec.challenge is not None and rec.challenge.presented:
+                await delete_solver_objects(ctx, challenge_name=object_name(ctx.uid, rec.challenge.token))
+                rec = replace(rec, challenge=replace(rec.challenge, presented=False, state="valid"))
+                await ctx.event("Normal", "ChallengeValid", f"Challenge for {rec.identifier} is valid")
+            journal = journal.with_authorization(rec)
+            continue
+        if authz.status in PERMANENT_AUTHZ:
+            err = next((c.error for c in authz.challenges if c.error is not None), None)
+            detail = f"{err.detail} ({err.type})" if err else authz.status
+            if rec.challenge is not None:
+                rec = replace(rec, challenge=replace(rec.challenge, state="invalid", error=detail))
+            journal = journal.with_authorization(rec)
+            ctx.patch["order"] = _order_patch(journal)
+            raise AcmeProblem(
+                err.type if err else "urn:ietf:params:acme:error:unauthorized",
+                f"challenge for {rec.identifier} failed: {detail}",
+            )
+        rec, note = await _challenge(ctx, account, rec, authz)
+        journal = journal.with_authorization(rec)
+        if note:
+            waiting.append(note)
+    return journal, waiting
+
+
+async def _challenge(
+    ctx: Ctx, account: Account, rec: AuthorizationRecord, authz: AuthorizationInfo
+) -> tuple[AuthorizationRecord, str | None]:
+    rt = ctx.rt
+    labels = ctx.body["metadata"].get("labels") or {}
+    selection = select_solver(
+        account.spec.solvers,
+        identifier_type=rec.identifier_type,
+        identifier=rec.identifier,
+        wildcard=rec.wildcard,
+        certificate_labels=labels,
+    )
+    if selection is None:
+        raise SpecError(
+            "NoSolver",
+            f"no solver of the issuer matches {rec.identifier}"
+            + (" (a wildcard needs a dns01 solver)" if rec.wildcard else "")
+            + "; add one to spec.acme.solvers or fix its selector",
+        )
+    http01 = selection.solver.http01
+    if http01 is None:
+        raise SpecError(
+            "SolverNotSupported",
+            f"the solver chosen for {rec.identifier} is dns01; acmebridge solves DNS-01 "
+            "through RFC 2136 in a later release: use an http01 solver for this name",
+        )
+    if http01.name:
+        raise SpecError(
+            "SolverNotSupported",
+            "http01.ingress.name (editing an existing Ingress) is not supported; "
+            "use ingressClassName or class",
+        )
+    offered: ChallengeInfo | None = next((c for c in authz.challenges if c.type == "http-01"), None)
+    if offered is None or offered.token is None:
+        raise AcmeProblem(
+            "urn:ietf:params:acme:error:unsupportedIdentifier",
+            f"the ACME server offers no http-01 challenge for {rec.identifier}",
+        )
+    ch = rec.challenge or ChallengeRecord(
+        type="http-01", url=offered.url, token=offered.token, solver_index=selection.index
+    )
+    ch = replace(ch, state=offered.status)
+    if offered.status in ("processing", "valid") or ch.answered:
+        return replace(rec, challenge=ch), f"{rec.identifier}: the ACME server is validating"
+    ka = acme.key_authorization(account.ref, offered)
+    objs = http01_objects(
+        namespace=ctx.namespace,
+        certificate_name=ctx.name,
+        certificate_uid=ctx.uid,
+        solver=http01,
+        identifier_type=rec.identifier_type,
+        identifier=rec.identifier,
+        token=offered.token,
+        key_authorization=ka,
+        image=rt.config.solver_image,
+        command=rt.config.solver_command,
+    )
+    name = objs.pod["metadata"]["name"]
+    if not ch.presented:
+        if not ctx.book().get("cleanupPending"):
+            ctx.set_book(cleanupPending=True)
+            await ctx.flush()
+        created = 0
+        for path, body in (
+            (core_path("pods", ctx.namespace), objs.pod),
+            (core_path("services", ctx.namespace), objs.service),
+            (group_path("networking.k8s.io", "v1", "ingresses", ctx.namespace), objs.ingress),
+        ):
+            try:
+                await rt.io(rt.kube.create, path, body)
+                created += 1
+            except Conflict:
+                pass  # created before a restart: the name is derived, so it is ours
+        rt.metrics.solvers(created)
+        ch = replace(ch, presented=True)
+        await ctx.event(
+            "Normal", "ChallengePresented",
+            f"Presented http-01 challenge for {rec.identifier} with solver Pod '{name}'",
+        )
+    pod = await rt.io(rt.kube.get, core_path("pods", ctx.namespace, name))
+    if pod is None:
+        ch = replace(ch, presented=False)  # deleted under us: present again next time
+        return replace(rec, challenge=ch), f"{rec.identifier}: solver Pod '{name}' is gone"
+    if not pod_ready(pod):
+        return replace(rec, challenge=ch), (
+            f"{rec.identifier}: waiting for solver Pod '{name}' to become ready"
+        )
+    check = await rt.io(
+        selfcheck.check_http01,
+        identifier=rec.identifier,
+        token=offered.token,
+        expected=ka,
+        port=rt.config.http01_self_check_port,
+        nameservers=rt.config.self_check_nameservers,
+    )
+    if not check.ok:
+        return replace(rec, challenge=ch), f"{rec.identifier}: self check: {check.detail}"
+    answered = await rt.io(account.session.answer_challenge, account.ref, offered.url)
+    ch = replace(ch, answered=True, state=answered.status)
+    await ctx.event(
+        "Normal", "ChallengeAnswered",
+        f"Self check passed for {rec.identifier}; asked the ACME server to validate",
+    )
+    return replace(rec, challenge=ch), None
+
+
+async def _finish(ctx: Ctx, written: Any, *, renewing: bool) -> float:
+    summary = chains.cert_summary(written.leaf)
+    lifetime = summary.not_after - summary.not_before
+    jitter = jitter_for(ctx.uid, lifetime)
+    renew_at = renewal_time(
+        summary.not_before,
+        summary.not_after,
+        renew_before=ctx.spec.renew_before,
+        renew_before_percentage=ctx.spec.renew_before_percentage,
+        jitter=jitter,
+    )
+    revision = int(ctx.status.get("revision") or 0) + 1
+    message = "Certificate is up to date and has not expired"
+    if written.root_source is None:
+        message += f"; ca.crt is omitted: {written.root_reason}"
+    started = ctx.book().get("issuingSince")
+    ctx.patch.update(
+        notBefore=format_time(summary.not_before),
+        notAfter=format_time(summary.not_after),
+        renewalTime=format_time(renew_at),
+        revision=revision,
+        failedIssuanceAttempts=None,
+        lastFailureTime=None,
+        order=None,
+    )
+    ctx.set("Ready", "True", "Ready", message)
+    ctx.drop("Issuing")
+    ctx.set_book(
+        issuedSpecHash=ctx.spec.issuance_hash(),
+        jitterSeconds=int(jitter.total_seconds()),
+        caSource=written.root_source,
+        readyMessage=message,
+        failedSpecHash=None,
+        lastFailure=None,
+        retryAfterSeconds=None,
+        cleanupPending=True,
+        serial=summary.serial,
+    )
+    await ctx.flush()
+    what = "Renewed" if renewing else "Issued"
+    await ctx.event(
+        "Normal", what,
+        f"Certificate {what.lower()} (serial {summary.serial}, valid until "
+        f"{format_time(summary.not_after)}); renewal at {format_time(renew_at)}",
+    )
+    if written.root_source is None:
+        await ctx.event("Warning", "CAUnknown", f"ca.crt is omitted: {written.root_reason}")
+    log.info(
+        "Certificate %s/%s: %s serial %s, renewal at %s",
+        ctx.namespace, ctx.name, what.lower(), summary.serial, format_time(renew_at),
+    )
+    ctx.rt.metrics.issued(ctx.namespace, ctx.name, None if started is None else 0.0)
+    await cleanup_issuance(ctx)
+    return max(1.0, (renew_at - ctx.now).total_seconds())
+
+
+async def failed(
+    ctx: Ctx,
+    sstate: SecretState,
+    *,
+    reason: str,
+    detail: str,
+    permanent: bool,
+    retry_after: timedelta | None = None,
+) -> float:
+    """Record a failed attempt: count it, say why, back off; drop the order if it is dead."""
+    failures = int(ctx.status.get("failedIssuanceAttempts") or 0) + 1
+    ctx.patch.update(failedIssuanceAttempts=failures, lastFailureTime=format_time(ctx.now))
+    ctx.set_book(
+        failedSpecHash=ctx.spec.issuance_hash(),
+        lastFailure=detail,
+        retryAfterSeconds=int(retry_after.total_seconds()) if retry_after else None,
+    )
+    delay = backoff_delay(
+        failures, cap=ctx.rt.config.backoff_cap, retry_after=retry_after, seed=ctx.uid
+    )
+    kind = "permanent" if permanent else "temporary"
+    message = (
+        f"Issuance attempt {failures} failed ({kind}): {detail}; "
+        f"retrying at {format_time(ctx.now + delay)}"
+    )
+    if permanent:
+        ctx.patch["order"] = None
+    ctx.set("Issuing", "False", "Failed", message)
+    usable = sstate.exists and sstate.key_matches_cert and not sstate.cert_error
+    if not usable:
+        ctx.set("Ready", "False", reason, message)
+    await ctx.flush()
+    await ctx.event("Warning", "Failed", message)
+    ctx.rt.metrics.failure(reason)
+    log.warning("Certificate %s/%s: %s", ctx.namespace, ctx.name, message)
+    if permanent:
+        await delete_solver_objects(ctx)
+    return delay.total_seconds()
+
+
+__all__ = ["AcmebridgeError", "advance", "failed"]

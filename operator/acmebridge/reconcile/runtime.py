@@ -1,0 +1,110 @@
+"""What every reconciler shares: settings, the API, the thread pool, the object cache, Events.
+
+The synchronous clients (``kubernetes``, ``acme``) run in one bounded thread pool, so that a
+thousand waiting certificates cost no threads and a burst of work never grows the pool. The cache
+holds the newest body seen for each watched object, from watch events and from the responses to
+the operator's own status patches: a reconcile that runs right after a patch must see the patch,
+or it could act twice on the same journal step (for example create a second ACME order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+from acmebridge.adapters.kube import Kube, KubeError, ours_path
+from acmebridge.config import OperatorConfig
+
+log = logging.getLogger("acmebridge")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: (plural, namespace or "", name)
+ObjectKey = tuple[str, str, str]
+
+
+def key_of(body: Mapping[str, Any], plural: str) -> ObjectKey:
+    meta = body.get("metadata", {})
+    return (plural, str(meta.get("namespace") or ""), str(meta.get("name", "")))
+
+
+def _rv(body: Mapping[str, Any]) -> int | None:
+    try:
+        return int(body.get("metadata", {}).get("resourceVersion", ""))
+    except ValueError:
+        return None
+
+
+class Metrics:
+    """The hooks reconcilers call; the metrics module implements them (no-op by default)."""
+
+    def acme_request(self, kind: str, outcome: str, seconds: float) -> None: ...
+    def issued(self, namespace: str, name: str, seconds: float | None) -> None: ...
+    def failure(self, reason: str) -> None: ...
+    def certificate(self, body: Mapping[str, Any] | None, key: ObjectKey) -> None: ...
+    def issuer(self, body: Mapping[str, Any] | None, key: ObjectKey) -> None: ...
+    def reconciled(self, kind: str, error: bool) -> None: ...
+    def solvers(self, delta: int) -> None: ...
+
+
+@dataclass
+class Runtime:
+    config: OperatorConfig
+    kube: Kube
+    executor: ThreadPoolExecutor
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    metrics: Metrics = field(default_factory=Metrics)
+    cache: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
+    #: issuer key -> certificate keys that reference it (to wake them when the issuer changes)
+    dependents: dict[ObjectKey, set[ObjectKey]] = field(default_factory=lambda: defaultdict(set))
+    wake: Callable[[ObjectKey, float], None] = lambda key, delay: None
+
+    async def io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a blocking call in the bounded pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def observe(self, key: ObjectKey, body: Mapping[str, Any] | None) -> bool:
+        """Record a body from a watch event or a write; False when it is older than the cache."""
+        if body is None:
+            self.cache.pop(key, None)
+            return True
+        old = self.cache.get(key)
+        if old is not None:
+            new_rv, old_rv = _rv(body), _rv(old)
+            if new_rv is not None and old_rv is not None and new_rv < old_rv:
+                return False
+        self.cache[key] = dict(body)
+        return True
+
+    async def patch_status(self, key: ObjectKey, status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch ``status`` of one of our objects and cache the result."""
+        plural, namespace, name = key
+        path = ours_path(plural, namespace or None, name) + "/status"
+        body = await self.io(self.kube.merge_patch, path, {"status": dict(status)})
+        self.observe(key, body)
+        return body
+
+    async def event(
+        self, body: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        """Post an aggregated Event; a failure to post never fails the reconcile."""
+        try:
+            await self.io(
+                self.kube.record_event,
+                involved=body,
+                type_=type_,
+                reason=reason,
+                message=message,
+                now=self.clock(),
+            )
+        except KubeError as e:
+            log.warning("could not post event %s on %s: %s", reason, key_of(body, "?"), e)

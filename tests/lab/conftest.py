@@ -1,0 +1,74 @@
+"""Fixtures for tests that run the operator in the lab: the operator process, API access, and
+manifests for Issuers and Certificates pointing at the lab's Pebble."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from acmebridge.adapters.kube import Conflict, Kube, core_path, ours_path
+from tests.lab.operator_proc import CLUSTER_RESOURCE_NAMESPACE, OperatorProcess, start_operator
+
+
+@pytest.fixture(scope="session")
+def k(lab: Any) -> Kube:
+    """Raw-JSON access to the lab's API server as the admin."""
+    api = client.ApiClient(config.new_client_from_config(lab.env["KUBECONFIG"]).configuration)
+    return Kube(api)
+
+
+@pytest.fixture(scope="session")
+def operator(lab: Any, k: Kube) -> Iterator[OperatorProcess]:
+    """One operator for the session, watching all namespaces."""
+    try:
+        k.create(core_path("namespaces", None), {"metadata": {"name": CLUSTER_RESOURCE_NAMESPACE}})
+    except Conflict:
+        pass
+    op = start_operator(lab.env)
+    yield op
+    op.stop()
+    if not op.alive():
+        print(f"operator log: {op.log_path}")
+
+
+def b64_file(path: str) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def acme_spec(lab: Any, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "server": lab.env["PEBBLE_DIRECTORY_URL"],
+        "caBundle": b64_file(lab.env["PEBBLE_TLS_CA"]),
+        "email": "pki@lab.test",
+        "privateKeySecretRef": {"name": "acme-account"},
+        "solvers": [{"http01": {"ingress": {"ingressClassName": "lab"}}}],
+    }
+    spec.update(overrides)
+    return spec
+
+
+def make_issuer(k: Kube, namespace: str | None, name: str, acme: dict[str, Any]) -> dict[str, Any]:
+    kind = "Issuer" if namespace else "ClusterIssuer"
+    body = {
+        "apiVersion": "acmebridge.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
+        "spec": {"acme": acme},
+    }
+    return k.create(ours_path("issuers" if namespace else "clusterissuers", namespace), body)
+
+
+def make_certificate(k: Kube, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    spec.setdefault("secretName", f"{name}-tls")
+    body = {
+        "apiVersion": "acmebridge.io/v1alpha1",
+        "kind": "Certificate",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    return k.create(ours_path("certificates", namespace), body)

@@ -1,0 +1,115 @@
+"""Run the real operator (``acmebridge run``) as a subprocess against the lab, for lab tests.
+
+The operator runs exactly as a user runs it, with the flags the lab needs: the HTTP-01 self check
+resolves names through the lab's DNS (pebble-challtestsrv) and connects to the port Pebble
+validates on, where the ingress stand-in listens.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_RESOURCE_NAMESPACE = "acmebridge"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class OperatorProcess:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    metrics_port: int
+    health_port: int
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def operator_args(env: Mapping[str, str], extra: Sequence[str] = ()) -> list[str]:
+    return [
+        "run",
+        "--self-check-nameserver", env["LAB_DNS_SERVER"],
+        "--http01-self-check-port", env["LAB_HTTP01_PORT"],
+        "--cluster-resource-namespace", CLUSTER_RESOURCE_NAMESPACE,
+        "--backoff-cap", "20",
+        "--verbose",
+        *extra,
+    ]
+
+
+def start_operator(
+    env: Mapping[str, str], *, name: str = "operator", extra: Sequence[str] = (),
+    process_env: Mapping[str, str] | None = None,
+) -> OperatorProcess:
+    logs = Path(env.get("LAB_DIR", str(ROOT / ".lab"))) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}-{int(time.time())}-{os.getpid()}.log"
+    metrics_port, health_port = free_port(), free_port()
+    child_env = dict(os.environ)
+    child_env.update(
+        KUBECONFIG=env["KUBECONFIG"],
+        PYTHONPATH=f"{ROOT / 'operator'}:{ROOT}",
+        PATH=f"{ROOT / '.venv' / 'bin'}:{child_env.get('PATH', '')}",
+    )
+    child_env.update(process_env or {})
+    args = [
+        str(ROOT / ".venv" / "bin" / "acmebridge"),
+        *operator_args(env, extra),
+        "--metrics-port", str(metrics_port),
+        "--liveness", f"http://127.0.0.1:{health_port}/healthz",
+    ]
+    out = open(log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
+    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=child_env, cwd=ROOT)
+    op = OperatorProcess(proc, log_path, metrics_port, health_port)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"operator exited with {proc.returncode}:\n{op.log_text()[-4000:]}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=2)
+            return op
+        except OSError:
+            time.sleep(0.3)
+    op.stop()
+    raise RuntimeError(f"operator not healthy within 60s:\n{op.log_text()[-4000:]}")
+
+
+@contextmanager
+def running_operator(env: Mapping[str, str], **kw: object) -> Iterator[OperatorProcess]:
+    op = start_operator(env, **kw)  # type: ignore[arg-type]
+    try:
+        yield op
+    finally:
+        op.stop()
