@@ -19,24 +19,51 @@ from acmebridge.config import OperatorConfig
 
 def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run the operator against the current kubeconfig or cluster")
-    p.add_argument("-n", "--namespace", action="append", default=[],
-                   help="watch only this namespace (repeatable); default: all namespaces")
-    p.add_argument("--peering", default=None,
-                   help="kopf peering name for several replicas (one active); default standalone")
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    p.add_argument(
+        "--peering",
+        default=None,
+        help="kopf peering name for several replicas (one active); default standalone",
+    )
     p.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
-    p.add_argument("--liveness", default=None,
-                   help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    p.add_argument(
+        "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
     p.add_argument("--cluster-resource-namespace", default=None)
     p.add_argument("--solver-image", default=None)
-    p.add_argument("--self-check-nameserver", action="append", default=None,
-                   help="resolver (host[:port]) for the HTTP-01 self check; repeatable")
+    p.add_argument(
+        "--self-check-nameserver",
+        action="append",
+        default=None,
+        help="resolver (host[:port]) for the HTTP-01 self check; repeatable",
+    )
     p.add_argument("--http01-self-check-port", type=int, default=None)
-    p.add_argument("--secret-owner-references", action="store_true", default=None,
-                   help="delete a Certificate's Secret with it (off by default)")
+    p.add_argument(
+        "--secret-owner-references",
+        action="store_true",
+        default=None,
+        help="delete a Certificate's Secret with it (off by default)",
+    )
     p.add_argument("--backoff-cap", type=float, default=None, help="seconds (default 3600)")
     p.add_argument("--concurrency", type=int, default=None)
-    p.add_argument("--allowed-acme-server", action="append", default=None,
-                   help="URL prefix or host namespaced Issuers may use; repeatable")
+    p.add_argument(
+        "--secret-check-interval",
+        type=float,
+        default=None,
+        help="seconds between checks that a ready Certificate's Secret is intact (default 3600)",
+    )
+    p.add_argument(
+        "--allowed-acme-server",
+        action="append",
+        default=None,
+        help="URL prefix or host namespaced Issuers may use; repeatable",
+    )
     p.add_argument("--metrics-port", type=int, default=None, help="0 disables /metrics")
     p.add_argument("--log-format", choices=("text", "json"), default=None)
     p.add_argument("--log-level", default=None)
@@ -67,6 +94,8 @@ def _config(args: argparse.Namespace) -> OperatorConfig:
         overrides["allowed_acme_servers"] = tuple(args.allowed_acme_server)
     if args.backoff_cap is not None:
         overrides["backoff_cap"] = timedelta(seconds=args.backoff_cap)
+    if args.secret_check_interval is not None:
+        overrides["secret_check_interval"] = timedelta(seconds=args.secret_check_interval)
     if args.verbose:
         overrides["log_level"] = "DEBUG"
     return replace(cfg, **overrides)  # type: ignore[arg-type]

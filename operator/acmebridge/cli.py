@@ -82,7 +82,9 @@ def renew(namespace: str | None, name: str) -> int:
         return 1
     conds = (cert.get("status") or {}).get("conditions") or []
     cond = Condition(
-        type="Issuing", status="True", reason="ManuallyTriggered",
+        type="Issuing",
+        status="True",
+        reason="ManuallyTriggered",
         message="Certificate re-issuance manually triggered",
         observed_generation=int(cert["metadata"].get("generation", 0)),
         last_transition_time=datetime.now(UTC),
@@ -135,8 +137,16 @@ def status(namespace: str | None, name: str | None, *, all_namespaces: bool) -> 
         ready = get_condition(st.get("conditions") or [], "Ready")
         r = ready.status if ready else "Unknown"
         meta = c["metadata"]
-        rows.append((meta["namespace"], meta["name"], r, c["spec"].get("secretName", ""),
-                     st.get("notAfter", "-"), st.get("renewalTime", "-")))
+        rows.append(
+            (
+                meta["namespace"],
+                meta["name"],
+                r,
+                c["spec"].get("secretName", ""),
+                st.get("notAfter", "-"),
+                st.get("renewalTime", "-"),
+            )
+        )
         if r != "True":
             problems.append((f"{meta['namespace']}/{meta['name']}", _why(kube, c)))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
@@ -180,7 +190,8 @@ def inspect_secret(namespace: str | None, name: str) -> int:
     for c in certs[1:]:
         print(f"               - {chains.describe(c.subject)}")
     ca = base64.b64decode(data["ca.crt"]) if data.get("ca.crt") else b""
-    print(f"  ca.crt:      {chains.describe(chains.parse_pem_certificates(ca)[0].subject) if ca else 'absent'}")
+    ca_name = chains.describe(chains.parse_pem_certificates(ca)[0].subject) if ca else "absent"
+    print(f"  ca.crt:      {ca_name}")
     key = base64.b64decode(data.get("tls.key", "")) if data.get("tls.key") else b""
     if key:
         matches = public_key_fingerprint(load_private_key(key)) == public_key_fingerprint(certs[0])

@@ -41,6 +41,9 @@ class OperatorConfig:
     allowed_acme_servers: tuple[str, ...] = ()
     #: how often a waiting order is looked at again when the server gives no Retry-After
     order_poll_interval: timedelta = timedelta(seconds=2)
+    #: how often a ready Certificate's Secret is read again to catch a deleted or edited Secret.
+    #: The operator may not list or watch Secrets (least privilege), so this is how it notices.
+    secret_check_interval: timedelta = timedelta(hours=1)
     #: metrics listener
     metrics_port: int = 9402
     metrics_address: str = "0.0.0.0"
@@ -69,7 +72,9 @@ class OperatorConfig:
             secret_owner_references=e.get("ACMEBRIDGE_SECRET_OWNER_REFERENCES", "false").lower()
             in ("1", "true", "yes"),
             backoff_cap=timedelta(
-                seconds=float(e.get("ACMEBRIDGE_BACKOFF_CAP_SECONDS", d.backoff_cap.total_seconds()))
+                seconds=float(
+                    e.get("ACMEBRIDGE_BACKOFF_CAP_SECONDS", d.backoff_cap.total_seconds())
+                )
             ),
             concurrency=int(e.get("ACMEBRIDGE_CONCURRENCY", d.concurrency)),
             http01_self_check_port=int(
@@ -79,6 +84,14 @@ class OperatorConfig:
                 "ACMEBRIDGE_SELF_CHECK_NAMESERVERS", d.self_check_nameservers
             ),
             allowed_acme_servers=tup("ACMEBRIDGE_ALLOWED_ACME_SERVERS", d.allowed_acme_servers),
+            secret_check_interval=timedelta(
+                seconds=float(
+                    e.get(
+                        "ACMEBRIDGE_SECRET_CHECK_INTERVAL_SECONDS",
+                        d.secret_check_interval.total_seconds(),
+                    )
+                )
+            ),
             metrics_port=int(e.get("ACMEBRIDGE_METRICS_PORT", d.metrics_port)),
             metrics_address=e.get("ACMEBRIDGE_METRICS_ADDRESS", d.metrics_address),
             log_format=e.get("ACMEBRIDGE_LOG_FORMAT", d.log_format),

@@ -8,6 +8,7 @@ every series.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,58 +38,74 @@ class PrometheusMetrics(Metrics):
         self.cert_ready = Gauge(
             "acmebridge_certificate_ready_status",
             "The Ready condition of a Certificate (1 for the current status value)",
-            ["namespace", "name", "condition"], registry=r,
+            ["namespace", "name", "condition"],
+            registry=r,
         )
         self.cert_not_after = Gauge(
             "acmebridge_certificate_expiration_timestamp_seconds",
-            "The notAfter of the Certificate's current certificate", ["namespace", "name"],
+            "The notAfter of the Certificate's current certificate",
+            ["namespace", "name"],
             registry=r,
         )
         self.cert_not_before = Gauge(
             "acmebridge_certificate_not_before_timestamp_seconds",
-            "The notBefore of the Certificate's current certificate", ["namespace", "name"],
+            "The notBefore of the Certificate's current certificate",
+            ["namespace", "name"],
             registry=r,
         )
         self.cert_renewal = Gauge(
             "acmebridge_certificate_renewal_timestamp_seconds",
-            "When the Certificate will be renewed", ["namespace", "name"], registry=r,
+            "When the Certificate will be renewed",
+            ["namespace", "name"],
+            registry=r,
         )
         self.issuer_ready = Gauge(
             "acmebridge_issuer_ready_status",
             "The Ready condition of an Issuer or ClusterIssuer (1 for the current value)",
-            ["kind", "namespace", "name", "condition"], registry=r,
+            ["kind", "namespace", "name", "condition"],
+            registry=r,
         )
         self.acme_requests = Counter(
-            "acmebridge_acme_client_requests_total", "ACME requests by kind and outcome",
-            ["kind", "outcome"], registry=r,
+            "acmebridge_acme_client_requests_total",
+            "ACME requests by kind and outcome",
+            ["kind", "outcome"],
+            registry=r,
         )
         self.acme_duration = Histogram(
-            "acmebridge_acme_client_request_duration_seconds", "ACME request latency",
-            ["kind"], registry=r,
+            "acmebridge_acme_client_request_duration_seconds",
+            "ACME request latency",
+            ["kind"],
+            registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self.issuance_duration = Histogram(
             "acmebridge_issuance_duration_seconds",
-            "From the start of an issuance to the Secret being written", registry=r,
+            "From the start of an issuance to the Secret being written",
+            registry=r,
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600),
         )
         self.issued_total = Counter(
             "acmebridge_certificates_issued_total", "Certificates issued or renewed", registry=r
         )
         self.failures = Counter(
-            "acmebridge_issuance_failures_total", "Failed issuance attempts by reason",
-            ["reason"], registry=r,
+            "acmebridge_issuance_failures_total",
+            "Failed issuance attempts by reason",
+            ["reason"],
+            registry=r,
         )
         self.solvers_live = Gauge(
-            "acmebridge_http01_solver_objects", "Solver Pods, Services and Ingresses alive",
+            "acmebridge_http01_solver_objects",
+            "Solver Pods, Services and Ingresses alive",
             registry=r,
         )
         self.reconciles = Counter(
             "acmebridge_controller_reconcile_total", "Reconciles by kind", ["kind"], registry=r
         )
         self.reconcile_errors = Counter(
-            "acmebridge_controller_reconcile_errors_total", "Reconciles that raised, by kind",
-            ["kind"], registry=r,
+            "acmebridge_controller_reconcile_errors_total",
+            "Reconciles that raised, by kind",
+            ["kind"],
+            registry=r,
         )
 
     @classmethod
@@ -150,7 +167,5 @@ class PrometheusMetrics(Metrics):
 
 
 def _remove(metric: Gauge, *labels: str) -> None:
-    try:
+    with contextlib.suppress(KeyError):
         metric.remove(*labels)
-    except KeyError:
-        pass

@@ -23,7 +23,9 @@ DEFAULT_PORT = 8089
 log = logging.getLogger("acmebridge.solver")
 
 
-def answer(*, path: str, host: str, domain: str, token: str, key_authorization: str) -> bytes | None:
+def answer(
+    *, path: str, host: str, domain: str, token: str, key_authorization: str
+) -> bytes | None:
     """The body to serve for a request, or None for 404. Pure, so it is unit-tested."""
     if path.split("?", 1)[0] != CHALLENGE_PREFIX + token:
         return None

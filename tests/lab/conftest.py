@@ -4,6 +4,7 @@ manifests for Issuers and Certificates pointing at the lab's Pebble."""
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,8 @@ def k(lab: Any) -> Kube:
 @pytest.fixture(scope="session")
 def operator(lab: Any, k: Kube) -> Iterator[OperatorProcess]:
     """One operator for the session, watching all namespaces."""
-    try:
+    with contextlib.suppress(Conflict):
         k.create(core_path("namespaces", None), {"metadata": {"name": CLUSTER_RESOURCE_NAMESPACE}})
-    except Conflict:
-        pass
     op = start_operator(lab.env)
     yield op
     op.stop()

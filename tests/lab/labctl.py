@@ -23,14 +23,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.lab import labparts, labproc
+from tests.lab import labfiles, labparts, labprobes, labproc
 from tests.lab.labparts import Component, Layout, Ports
 
 NOT_RUNNING = "not running"
 # Only the stand-ins get time to shut down cleanly (the node agent stops its Pods' processes).
 # The rest keep nothing worth saving, since their state is deleted next, and etcd alone takes
 # seconds to honour SIGTERM: they are killed at once.
-GRACEFUL = frozenset({"node-agent", "ingress"})
+GRACEFUL = frozenset(labparts.STANDIN_MODULES)
 # How long a process without a readiness endpoint must stay up before it counts as started.
 SETTLE_SECONDS = 1.5
 
@@ -45,18 +45,10 @@ def repo_root() -> Path:
 
 def stages(layout: Layout, ports: Ports) -> list[list[Component]]:
     """The lab's processes in start order; each stage starts together once the previous is up."""
-    standins = [
-        make(layout)
-        for module, make in (
-            (labparts.NODE_AGENT_MODULE, labparts.node_agent),
-            (labparts.INGRESS_MODULE, labparts.ingress),
-        )
-        if labparts.standin_present(module)
-    ]
     return [
         [labparts.etcd(layout, ports), labparts.challtestsrv(layout), labparts.pebble(layout)],
         [labparts.kube_apiserver(layout, ports)],
-        [labparts.kube_controller_manager(layout, ports), *standins],
+        [labparts.kube_controller_manager(layout, ports), *labparts.standins(layout)],
     ]
 
 
@@ -78,6 +70,7 @@ def up(layout: Layout) -> None:
         if problem != NOT_RUNNING:
             _say(f"lab: partly up ({problem}): stopping it and starting afresh")
         _stop(layout)
+        _check_fixed_ports()
         try:
             _start(layout, began)
         except BaseException:
@@ -88,11 +81,11 @@ def up(layout: Layout) -> None:
 
 def health(layout: Layout) -> str | None:
     """None when a complete lab runs and answers; otherwise what is wrong (or NOT_RUNNING)."""
-    state = _load_state(layout)
+    ports = _started_ports(layout)
     procs = {p.name: p for p in labproc.recorded(layout.run)}
-    if state is None:
+    if ports is None:
         return NOT_RUNNING if not procs else "a previous start did not finish"
-    for component in [c for stage in stages(layout, Ports(**state["ports"])) for c in stage]:
+    for component in _components(layout, ports):
         proc = procs.get(component.name)
         if proc is None:
             return f"{component.name} was not started"
@@ -105,27 +98,27 @@ def health(layout: Layout) -> str | None:
 
 
 def _start(layout: Layout, began: float) -> None:
-    _check_fixed_ports()
+    _check_binaries(layout)
     _warn_missing_standins()
     for folder in (layout.run, layout.logs, layout.node_agent, layout.apiserver_dir):
         folder.mkdir(parents=True, exist_ok=True)
     for old_log in layout.logs.glob("*.log"):
         old_log.unlink()
     ports = Ports.pick()
-    labparts.write_pki(layout)
-    labparts.write_kubeconfig(layout, ports)
-    labparts.write_pebble_config(layout)
+    labfiles.write_pki(layout)
+    labfiles.write_kubeconfig(layout, ports)
+    labfiles.write_pebble_config(layout)
     _say(f"lab: certificates and configuration written ({time.monotonic() - began:.1f}s)")
-    all_stages = stages(layout, ports)
-    for stage in all_stages:
+    for stage in stages(layout, ports):
         _launch(layout, stage)
     _prepare_cluster(layout, ports)
     _fetch_pebble_root(layout)
-    labparts.write_env(layout)
-    names = [c.name for stage in all_stages for c in stage]
-    state = {"ports": ports.to_json(), "components": names, "started_at": time.time()}
+    labfiles.write_env(layout)
+    # Written last: its presence says the lab came up completely.
+    state = {"ports": ports.to_json(), "started_at": time.time()}
     layout.state_file.write_text(json.dumps(state, indent=2) + "\n")
-    _say(f"lab: up in {time.monotonic() - began:.1f}s; its settings: `set -a; . {layout.env_file}; set +a`")
+    took = time.monotonic() - began
+    _say(f"lab: up in {took:.1f}s; its settings: `set -a; . {layout.env_file}; set +a`")
 
 
 def _check_fixed_ports() -> None:
@@ -139,13 +132,21 @@ def _check_fixed_ports() -> None:
         raise LabError(
             "these ports are taken by a process that is not this lab: "
             + ", ".join(taken)
-            + ". Find it with `ss -ltnup` and stop it (another checkout's lab? `make lab-down` there)."
+            + ". Find it with `ss -ltnup` and stop it"
+            + " (another checkout's lab? `make lab-down` there)."
         )
 
 
+def _check_binaries(layout: Layout) -> None:
+    names = [*labparts.BINARIES, "kubectl"]
+    missing = [name for name in names if not (layout.bin / name).is_file()]
+    if missing:
+        raise LabError(f"{', '.join(missing)} missing from {layout.bin}: run `make lab-bin` first")
+
+
 def _warn_missing_standins() -> None:
-    for module in (labparts.NODE_AGENT_MODULE, labparts.INGRESS_MODULE):
-        if not labparts.standin_present(module):
+    for name, module in labparts.STANDIN_MODULES.items():
+        if not labparts.standin_present(name):
             _say(f"lab: WARNING: {module} does not exist: not started (solver Pods stay Pending)")
 
 
@@ -168,11 +169,13 @@ def _launch(layout: Layout, stage: Sequence[Component]) -> None:
             if not proc.alive():
                 raise LabError(_failure(layout, name, "exited during start-up"))
             why = component.probe()
-            if why is None and (component.probe is not labparts.no_probe or elapsed > SETTLE_SECONDS):
+            if why is None and (component.probe is not labprobes.none or elapsed > SETTLE_SECONDS):
                 _say(f"   {name:<24} ready in {elapsed:5.1f}s (pid {proc.pid})")
                 del pending[name]
             elif elapsed > component.timeout:
-                raise LabError(_failure(layout, name, f"not ready after {component.timeout:.0f}s: {why}"))
+                raise LabError(
+                    _failure(layout, name, f"not ready after {component.timeout:.0f}s: {why}")
+                )
         time.sleep(0.2)
 
 
@@ -181,7 +184,7 @@ def _failure(layout: Layout, name: str, what: str) -> str:
     return f"{name} {what}\n  last lines of {log}:\n{labproc.log_tail(log)}"
 
 
-def kubectl(layout: Layout, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
+def _kubectl(layout: Layout, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
     """Runs the lab's kubectl as the admin; raises LabError with its stderr on failure."""
     argv = [str(layout.bin / "kubectl"), f"--kubeconfig={layout.kubeconfig}", *args]
     result = subprocess.run(
@@ -202,12 +205,12 @@ def _prepare_cluster(layout: Layout, ports: Ports) -> None:
     """The IngressClass, the project's CRDs, and the `default` ServiceAccount Pods need."""
     began = time.monotonic()
     apply = ("apply", "--server-side", "--field-manager=acmebridge-lab")
-    kubectl(layout, *apply, "-f", "-", stdin=labparts.ingress_class_manifest())
+    _kubectl(layout, *apply, "-f", "-", stdin=labfiles.ingress_class_manifest())
     crds = sorted((layout.repo / "crds").glob("*.yaml"))
     if crds:
         files = [arg for crd in crds for arg in ("-f", str(crd))]
-        kubectl(layout, *apply, *files)
-        kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s", *files)
+        _kubectl(layout, *apply, *files)
+        _kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s", *files)
     _wait_default_service_account(layout, ports)
     _say(
         f"   {'cluster objects':<24} ready in {time.monotonic() - began:5.1f}s "
@@ -222,32 +225,38 @@ def _wait_default_service_account(layout: Layout, ports: Ports) -> None:
     pki = layout.pki
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        got = labparts.http_get(
+        got = labprobes.http_get(
             url, ca=pki / "cluster-ca.pem", client=(pki / "admin.pem", pki / "admin-key.pem")
         )
         if got is not None and got[0] == 200:
             return
         time.sleep(0.2)
     raise LabError(
-        _failure(layout, "kube-controller-manager", "did not create the default ServiceAccount in 60s")
+        _failure(
+            layout, "kube-controller-manager", "did not create the default ServiceAccount in 60s"
+        )
     )
 
 
 def _fetch_pebble_root(layout: Layout) -> None:
     # Pebble makes a new root at every start; it is only available from its management API.
     url = f"https://127.0.0.1:{labparts.PEBBLE_MGMT_PORT}/roots/0"
-    got = labparts.http_get(url, ca=layout.pebble / "tls-ca.pem")
+    got = labprobes.http_get(url, ca=layout.pebble / "tls-ca.pem")
     if got is None or got[0] != 200 or b"BEGIN CERTIFICATE" not in got[1]:
         raise LabError(_failure(layout, "pebble", f"did not serve its root at {url}: {got}"))
     (layout.pebble / "root.pem").write_bytes(got[1])
 
 
-def _load_state(layout: Layout) -> dict[str, object] | None:
+def _started_ports(layout: Layout) -> Ports | None:
+    """The ports of a lab that came up completely, None when there is none."""
     try:
-        state = json.loads(layout.state_file.read_text())
-    except (OSError, ValueError):
+        return Ports(**json.loads(layout.state_file.read_text())["ports"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return state if isinstance(state, dict) else None
+
+
+def _components(layout: Layout, ports: Ports) -> list[Component]:
+    return [component for stage in stages(layout, ports) for component in stage]
 
 
 # --- down -----------------------------------------------------------------------------------
@@ -287,7 +296,7 @@ def _solver_pids(layout: Layout, procs: Sequence[labproc.Proc]) -> list[int]:
     A pid counts only when its process started after the node agent did, so a stale file whose pid
     now belongs to something else is left alone.
     """
-    agent = next((p for p in procs if p.name == "node-agent"), None)
+    agent = next((p for p in procs if p.name == labparts.NODE_AGENT), None)
     if agent is None or not layout.node_agent.exists():
         return []
     pids = []
@@ -322,28 +331,28 @@ def _describe(pids: Sequence[int]) -> str:
 
 def status(layout: Layout) -> int:
     """Prints each part's state. Exit status: 0 healthy, 1 partly up, 3 not running."""
-    state = _load_state(layout)
+    ports = _started_ports(layout)
     procs = {p.name: p for p in labproc.recorded(layout.run)}
-    if state is None and not procs:
+    if ports is None and not procs:
         _say("lab: not running")
         return 3
-    if state is None:
+    if ports is None:
         _say("lab: starting, or a start that failed left processes behind (`labctl down`)")
         for proc in procs.values():
             _say(f"   {proc.name:<24} pid {proc.pid:<8} {'running' if proc.alive() else 'dead'}")
         return 1
     ok = True
-    for component in [c for stage in stages(layout, Ports(**state["ports"])) for c in stage]:
-        proc = procs.get(component.name)
-        if proc is None or not proc.alive():
+    for component in _components(layout, ports):
+        found = procs.get(component.name)
+        if found is None or not found.alive():
             line, ok = "not running", False
         else:
             why = component.probe()
             line, ok = ("healthy", ok) if why is None else (f"unhealthy: {why}", False)
-        pid = proc.pid if proc else "-"
+        pid = found.pid if found else "-"
         _say(f"   {component.name:<24} pid {pid!s:<8} {line}")
     if layout.env_file.exists():
-        for key, value in labparts.read_env(layout.env_file).items():
+        for key, value in labfiles.read_env(layout.env_file).items():
             _say(f"   {key}={value}")
     _say("lab: running and healthy" if ok else "lab: partly up (`labctl up` restarts it)")
     return 0 if ok else 1
@@ -352,7 +361,9 @@ def status(layout: Layout) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labctl", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("up", "down", "status"))
-    parser.add_argument("--repo", type=Path, default=repo_root(), help="the checkout (default: this one)")
+    parser.add_argument(
+        "--repo", type=Path, default=repo_root(), help="the checkout (default: this one)"
+    )
     args = parser.parse_args(argv)
     layout = Layout(args.repo.resolve())
     try:

@@ -1,25 +1,19 @@
-"""What the lab is made of: its files, ports, configuration, command lines and readiness probes.
+"""What the lab is made of: where its files live, its ports, and each process's command line.
 
-Nothing here starts or stops anything (labctl does); this module only describes. It imports only
-the standard library at load time so that `labctl down` runs without the venv; `cryptography` and
-`dnspython` are imported where the lab is built or probed.
+Nothing here starts or stops anything (labctl does); this module only describes. Standard library
+only, so that `labctl down` runs without the venv.
 """
 
 from __future__ import annotations
 
-import base64
 import importlib.util
-import json
 import os
-import shlex
-import ssl
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.lab import labproc
+from tests.lab import labprobes, labproc
+from tests.lab.labprobes import Probe
 
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -42,6 +36,9 @@ FIXED_PORTS: Mapping[int, str] = {
     DNS_PORT: "pebble-challtestsrv's DNS server",
     HTTP01_PORT: "the ingress stand-in (where Pebble validates HTTP-01)",
 }
+
+# The binaries the lab runs from .lab/bin (hack/build-lab-bin.sh builds them, and kubectl).
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "pebble", "pebble-challtestsrv")
 
 # The controllers that make namespaces, ownerReferences, Services and ServiceAccounts behave as
 # in a cluster (names as kube-controller-manager v1.36 `--help` lists them). The root CA
@@ -158,9 +155,6 @@ class Ports:
         return asdict(self)
 
 
-Probe = Callable[[], str | None]
-
-
 @dataclass(frozen=True)
 class Component:
     """One lab process: how to start it and how to tell it is ready (None) or why not (str)."""
@@ -171,237 +165,6 @@ class Component:
     timeout: float
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
-
-
-# --- probes ---------------------------------------------------------------------------------
-
-
-def http_get(
-    url: str,
-    *,
-    ca: Path | None = None,
-    client: tuple[Path, Path] | None = None,
-    verify: bool = True,
-    timeout: float = 2.0,
-) -> tuple[int, bytes] | None:
-    """(status, body), or None when nothing answered. Never uses a proxy."""
-    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
-    if url.startswith("https:"):
-        ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
-        if not verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if client:
-            ctx.load_cert_chain(str(client[0]), str(client[1]))
-        handlers.append(urllib.request.HTTPSHandler(context=ctx))
-    try:
-        with urllib.request.build_opener(*handlers).open(url, timeout=timeout) as resp:
-            return int(resp.status), bytes(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (OSError, ssl.SSLError):
-        return None
-
-
-def expect_ok(url: str, **kwargs: object) -> Probe:
-    def probe() -> str | None:
-        got = http_get(url, **kwargs)  # type: ignore[arg-type]
-        if got is None:
-            return f"{url} does not answer"
-        return None if got[0] == 200 else f"{url} answered {got[0]}: {got[1][:200]!r}"
-
-    return probe
-
-
-def dns_probe() -> str | None:
-    """challtestsrv answers every A query with 127.0.0.1 (its -defaultIPv4)."""
-    import dns.exception
-    import dns.message
-    import dns.query
-
-    query = dns.message.make_query("lab-probe.test.", "A")
-    try:
-        reply = dns.query.udp(query, "127.0.0.1", port=DNS_PORT, timeout=1)
-    except (dns.exception.DNSException, OSError) as exc:
-        return f"DNS on 127.0.0.1:{DNS_PORT} does not answer: {exc}"
-    addresses = [rr.address for rrset in reply.answer for rr in rrset]
-    return None if addresses == ["127.0.0.1"] else f"DNS answered {addresses}, not [127.0.0.1]"
-
-
-def challtestsrv_probe() -> str | None:
-    # The management API has no health path; any HTTP answer (404 included) means it serves.
-    if http_get(f"http://127.0.0.1:{CHALLTESTSRV_MGMT_PORT}/") is None:
-        return f"management API on 127.0.0.1:{CHALLTESTSRV_MGMT_PORT} does not answer"
-    return dns_probe()
-
-
-def pebble_probe(tls_ca: Path) -> Probe:
-    url = f"https://127.0.0.1:{PEBBLE_ACME_PORT}/dir"
-
-    def probe() -> str | None:
-        got = http_get(url, ca=tls_ca)
-        if got is None:
-            return f"{url} does not answer over TLS with {tls_ca.name}"
-        if got[0] != 200 or b"newOrder" not in got[1]:
-            return f"{url} answered {got[0]}: {got[1][:200]!r}"
-        return None
-
-    return probe
-
-
-def listening_probe(port: int) -> Probe:
-    def probe() -> str | None:
-        return None if labproc.accepts_tcp(port) else f"nothing listens on 127.0.0.1:{port}"
-
-    return probe
-
-
-def no_probe() -> str | None:
-    """For a process with no endpoint: ready as long as it runs (labctl checks that)."""
-    return None
-
-
-# --- files ----------------------------------------------------------------------------------
-
-
-def write_pki(layout: Layout) -> None:
-    """The cluster's CAs, serving and client certificates, service-account keys, Pebble's TLS."""
-    from tests.lab import labpki
-
-    pki = layout.pki
-    pki.mkdir(parents=True, exist_ok=True)
-    cluster_ca = labpki.make_ca("acmebridge lab cluster CA")
-    cluster_ca.write(pki / "cluster-ca.pem", pki / "cluster-ca-key.pem")
-    serving = labpki.issue(
-        cluster_ca,
-        "kube-apiserver",
-        dns_names=(
-            "localhost",
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-            "kubernetes.default.svc.cluster.local",
-        ),
-        ip_addresses=("127.0.0.1", "10.0.0.1"),
-        server=True,
-    )
-    serving.write(pki / "apiserver.pem", pki / "apiserver-key.pem")
-    client_ca = labpki.make_ca("acmebridge lab client CA")
-    client_ca.write(pki / "client-ca.pem", pki / "client-ca-key.pem")
-    admin = labpki.issue(client_ca, "lab-admin", organization="system:masters", client=True)
-    admin.write(pki / "admin.pem", pki / "admin-key.pem")
-    labpki.write_service_account_keys(pki / "sa.key", pki / "sa.pub")
-
-    layout.pebble.mkdir(parents=True, exist_ok=True)
-    pebble_ca = labpki.make_ca("acmebridge lab Pebble TLS CA")
-    (layout.pebble / "tls-ca.pem").write_bytes(pebble_ca.cert_pem())
-    pebble_tls = labpki.issue(
-        pebble_ca, "pebble", dns_names=("localhost", "pebble"), ip_addresses=("127.0.0.1",), server=True
-    )
-    pebble_tls.write(layout.pebble / "tls.pem", layout.pebble / "tls-key.pem")
-
-
-def write_kubeconfig(layout: Layout, ports: Ports) -> None:
-    """An admin kubeconfig with the credentials inline, so it can be copied or mounted alone."""
-
-    def b64(name: str) -> str:
-        return base64.b64encode((layout.pki / name).read_bytes()).decode()
-
-    # JSON is YAML: kubectl and the Python client read it, and no YAML library is needed here.
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "lab",
-                "cluster": {
-                    "server": f"https://127.0.0.1:{ports.apiserver}",
-                    "certificate-authority-data": b64("cluster-ca.pem"),
-                },
-            }
-        ],
-        "users": [
-            {
-                "name": "lab-admin",
-                "user": {
-                    "client-certificate-data": b64("admin.pem"),
-                    "client-key-data": b64("admin-key.pem"),
-                },
-            }
-        ],
-        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab-admin"}}],
-        "current-context": "lab",
-    }
-    layout.kubeconfig.write_text(json.dumps(config, indent=2) + "\n")
-    layout.kubeconfig.chmod(0o600)
-
-
-def write_pebble_config(layout: Layout) -> Path:
-    """Pebble v2.10.1's config (cmd/pebble/main.go): one profile, so no order gets a random one."""
-    config = {
-        "pebble": {
-            "listenAddress": f"127.0.0.1:{PEBBLE_ACME_PORT}",
-            "managementListenAddress": f"127.0.0.1:{PEBBLE_MGMT_PORT}",
-            "certificate": str(layout.pebble / "tls.pem"),
-            "privateKey": str(layout.pebble / "tls-key.pem"),
-            "httpPort": HTTP01_PORT,
-            "tlsPort": TLSALPN01_PORT,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
-            "profiles": {
-                "default": {
-                    "description": "The lab's only profile (90 days)",
-                    "validityPeriod": PEBBLE_VALIDITY_SECONDS,
-                }
-            },
-        }
-    }
-    path = layout.pebble / "config.json"
-    path.write_text(json.dumps(config, indent=2) + "\n")
-    return path
-
-
-def env_values(layout: Layout) -> dict[str, str]:
-    """What tests and tools need to reach the lab (written to .lab/env)."""
-    return {
-        "LAB_DIR": str(layout.lab),
-        "KUBECONFIG": str(layout.kubeconfig),
-        "LAB_BIN": str(layout.bin),
-        "PEBBLE_DIRECTORY_URL": f"https://127.0.0.1:{PEBBLE_ACME_PORT}/dir",
-        "PEBBLE_TLS_CA": str(layout.pebble / "tls-ca.pem"),
-        "PEBBLE_ROOT": str(layout.pebble / "root.pem"),
-        "PEBBLE_MGMT_URL": f"https://127.0.0.1:{PEBBLE_MGMT_PORT}",
-        "CHALLTESTSRV_URL": f"http://127.0.0.1:{CHALLTESTSRV_MGMT_PORT}",
-        "LAB_DNS_SERVER": f"127.0.0.1:{DNS_PORT}",
-        "LAB_HTTP01_PORT": str(HTTP01_PORT),
-        "LAB_INGRESS_CLASS": INGRESS_CLASS,
-    }
-
-
-def write_env(layout: Layout) -> None:
-    lines = [f"{key}={shlex.quote(value)}" for key, value in env_values(layout).items()]
-    layout.env_file.write_text("# Written by `labctl up`; source it in a shell.\n" + "\n".join(lines) + "\n")
-
-
-def read_env(path: Path) -> dict[str, str]:
-    """Parses what write_env wrote (KEY=value, shell-quoted)."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#") and "=" in line:
-            key, _, raw = line.partition("=")
-            values[key] = shlex.split(raw)[0] if raw else ""
-    return values
-
-
-def ingress_class_manifest() -> str:
-    return json.dumps(
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "IngressClass",
-            "metadata": {"name": INGRESS_CLASS},
-            "spec": {"controller": INGRESS_CONTROLLER},
-        }
-    )
 
 
 # --- components -----------------------------------------------------------------------------
@@ -433,7 +196,7 @@ def etcd(layout: Layout, ports: Ports) -> Component:
             "--unsafe-no-fsync",
             "--log-level=warn",
         ),
-        probe=expect_ok(f"{client}/health"),
+        probe=labprobes.expect_ok(f"{client}/health"),
         timeout=30,
     )
 
@@ -464,7 +227,7 @@ def kube_apiserver(layout: Layout, ports: Ports) -> Component:
             "--endpoint-reconciler-type=none",
             "--profiling=false",
         ),
-        probe=expect_ok(
+        probe=labprobes.expect_ok(
             f"https://127.0.0.1:{ports.apiserver}/readyz",
             ca=pki / "cluster-ca.pem",
             client=(pki / "admin.pem", pki / "admin-key.pem"),
@@ -492,7 +255,9 @@ def kube_controller_manager(layout: Layout, ports: Ports) -> Component:
             "--profiling=false",
         ),
         # A self-signed serving certificate: nothing to verify against, and it is loopback.
-        probe=expect_ok(f"https://127.0.0.1:{ports.controller_manager}/healthz", verify=False),
+        probe=labprobes.expect_ok(
+            f"https://127.0.0.1:{ports.controller_manager}/healthz", verify=False
+        ),
         timeout=60,
     )
 
@@ -513,7 +278,7 @@ def challtestsrv(layout: Layout) -> Component:
             "-defaultIPv6=",
             "-defaultIPv4=127.0.0.1",
         ),
-        probe=challtestsrv_probe,
+        probe=labprobes.challtestsrv(management_port=CHALLTESTSRV_MGMT_PORT, dns_port=DNS_PORT),
         timeout=30,
     )
 
@@ -529,18 +294,32 @@ def pebble(layout: Layout) -> Component:
         # No random 0-15 s sleep before validating, and no random bad-nonce rejections: tests
         # that want rejections start their own Pebble.
         env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"},
-        probe=pebble_probe(layout.pebble / "tls-ca.pem"),
+        probe=labprobes.acme_directory(
+            f"https://127.0.0.1:{PEBBLE_ACME_PORT}/dir", tls_ca=layout.pebble / "tls-ca.pem"
+        ),
         timeout=30,
     )
 
 
-def standin_present(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+NODE_AGENT = "node-agent"
+INGRESS = "ingress"
+# The stand-ins' modules, by process name.
+STANDIN_MODULES = {
+    NODE_AGENT: "tests.lab.standins.node_agent",
+    INGRESS: "tests.lab.standins.ingress",
+}
 
 
-def _standin(layout: Layout, name: str, module: str, args: tuple[str, ...], probe: Probe) -> (
-    Component
-):
+def standin_present(name: str) -> bool:
+    return importlib.util.find_spec(STANDIN_MODULES[name]) is not None
+
+
+def standins(layout: Layout) -> list[Component]:
+    """The stand-ins whose code exists (a checkout without them still gets a cluster and CA)."""
+    return [c for c in (node_agent(layout), ingress(layout)) if standin_present(c.name)]
+
+
+def _standin(layout: Layout, name: str, args: tuple[str, ...], probe: Probe) -> Component:
     venv_bin = layout.venv_bin
     python = venv_bin / "python"
     # Solver Pods run the `acmebridge` console script, so the venv's bin comes first on PATH.
@@ -552,7 +331,7 @@ def _standin(layout: Layout, name: str, module: str, args: tuple[str, ...], prob
     }
     return Component(
         name=name,
-        argv=(str(python) if python.exists() else "python3", "-m", module, *args),
+        argv=(str(python) if python.exists() else "python3", "-m", STANDIN_MODULES[name], *args),
         env=env,
         cwd=layout.repo,
         probe=probe,
@@ -560,15 +339,11 @@ def _standin(layout: Layout, name: str, module: str, args: tuple[str, ...], prob
     )
 
 
-NODE_AGENT_MODULE = "tests.lab.standins.node_agent"
-INGRESS_MODULE = "tests.lab.standins.ingress"
-
-
 def node_agent(layout: Layout) -> Component:
     args = ("--kubeconfig", str(layout.kubeconfig), "--state-dir", str(layout.node_agent))
-    return _standin(layout, "node-agent", NODE_AGENT_MODULE, args, no_probe)
+    return _standin(layout, NODE_AGENT, args, labprobes.none)
 
 
 def ingress(layout: Layout) -> Component:
     args = ("--kubeconfig", str(layout.kubeconfig), "--listen", f"127.0.0.1:{HTTP01_PORT}")
-    return _standin(layout, "ingress", INGRESS_MODULE, args, listening_probe(HTTP01_PORT))
+    return _standin(layout, INGRESS, args, labprobes.listening(HTTP01_PORT))

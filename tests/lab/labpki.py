@@ -23,7 +23,6 @@ VALIDITY = datetime.timedelta(days=30)
 BACKDATE = datetime.timedelta(minutes=5)
 
 
-
 @dataclass(frozen=True)
 class KeyPair:
     """A certificate and its private key."""
@@ -60,9 +59,9 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey) -> (
-    x509.CertificateBuilder
-):
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()

@@ -60,17 +60,24 @@ class OperatorProcess:
 def operator_args(env: Mapping[str, str], extra: Sequence[str] = ()) -> list[str]:
     return [
         "run",
-        "--self-check-nameserver", env["LAB_DNS_SERVER"],
-        "--http01-self-check-port", env["LAB_HTTP01_PORT"],
-        "--cluster-resource-namespace", CLUSTER_RESOURCE_NAMESPACE,
-        "--backoff-cap", "20",
+        "--self-check-nameserver",
+        env["LAB_DNS_SERVER"],
+        "--http01-self-check-port",
+        env["LAB_HTTP01_PORT"],
+        "--cluster-resource-namespace",
+        CLUSTER_RESOURCE_NAMESPACE,
+        "--backoff-cap",
+        "20",
         "--verbose",
         *extra,
     ]
 
 
 def start_operator(
-    env: Mapping[str, str], *, name: str = "operator", extra: Sequence[str] = (),
+    env: Mapping[str, str],
+    *,
+    name: str = "operator",
+    extra: Sequence[str] = (),
     process_env: Mapping[str, str] | None = None,
 ) -> OperatorProcess:
     logs = Path(env.get("LAB_DIR", str(ROOT / ".lab"))) / "logs"
@@ -87,8 +94,10 @@ def start_operator(
     args = [
         str(ROOT / ".venv" / "bin" / "acmebridge"),
         *operator_args(env, extra),
-        "--metrics-port", str(metrics_port),
-        "--liveness", f"http://127.0.0.1:{health_port}/healthz",
+        "--metrics-port",
+        str(metrics_port),
+        "--liveness",
+        f"http://127.0.0.1:{health_port}/healthz",
     ]
     out = open(log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=child_env, cwd=ROOT)

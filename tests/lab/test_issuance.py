@@ -18,19 +18,47 @@ from acmebridge.adapters.kube import Kube, core_path, group_path, ours_path
 from acmebridge.domain.solvers import SOLVER_LABEL
 from tests.lab.conftest import acme_spec, b64_file, make_certificate, make_issuer
 from tests.lab.operator_proc import OperatorProcess
-from tests.lab.waits import wait_for, wait_for_condition
+from tests.lab.waits import condition, get_object, wait_for, wait_for_condition
 
 pytestmark = pytest.mark.lab
 
 TIMEOUT = 90
 
 
-def ready(k: Kube, namespace: str, name: str, status: str = "True", plural: str = "certificates",
-          timeout: float = TIMEOUT) -> dict[str, Any]:
+def ready(
+    k: Kube,
+    namespace: str,
+    name: str,
+    status: str = "True",
+    plural: str = "certificates",
+    timeout: float = TIMEOUT,
+) -> dict[str, Any]:
     return wait_for_condition(
-        k.api, "acmebridge.io", "v1alpha1", plural, namespace, name, "Ready", status,
+        k.api,
+        "acmebridge.io",
+        "v1alpha1",
+        plural,
+        namespace,
+        name,
+        "Ready",
+        status,
         timeout=timeout,
     )
+
+
+def ready_reason(k: Kube, namespace: str, name: str, reason: str, hint: str) -> dict[str, Any]:
+    """Waits until Ready has ``reason`` and a message containing ``hint``."""
+
+    def met() -> dict[str, Any] | None:
+        obj = get_object(k.api, "acmebridge.io", "v1alpha1", "certificates", namespace, name)
+        c = condition(obj, "Ready")
+        return obj if c and c.get("reason") == reason and hint in c.get("message", "") else None
+
+    def describe() -> str:
+        obj = get_object(k.api, "acmebridge.io", "v1alpha1", "certificates", namespace, name)
+        return f"Ready reason {reason} with {hint!r}; Ready is {condition(obj, 'Ready')}"
+
+    return wait_for(met, timeout=TIMEOUT, describe=describe)
 
 
 def secret_data(k: Kube, namespace: str, name: str) -> dict[str, bytes]:
@@ -76,7 +104,9 @@ def solver_objects(k: Kube, namespace: str) -> list[str]:
 @pytest.fixture
 def issuer(lab: Any, k: Kube, namespace: str, operator: OperatorProcess) -> str:
     """A ready Issuer for Pebble whose issuingCABundle is Pebble's current root."""
-    make_issuer(k, namespace, "pebble", acme_spec(lab, issuingCABundle=b64_file(lab.env["PEBBLE_ROOT"])))
+    make_issuer(
+        k, namespace, "pebble", acme_spec(lab, issuingCABundle=b64_file(lab.env["PEBBLE_ROOT"]))
+    )
     ready(k, namespace, "pebble", plural="issuers")
     return "pebble"
 
@@ -86,7 +116,8 @@ def issuer(lab: Any, k: Kube, namespace: str, operator: OperatorProcess) -> str:
     [
         pytest.param(["one.issue.lab.test"], [], id="issues a certificate for one name"),
         pytest.param(
-            ["a.issue.lab.test", "b.issue.lab.test", "c.issue.lab.test"], [],
+            ["a.issue.lab.test", "b.issue.lab.test", "c.issue.lab.test"],
+            [],
             id="issues one certificate for several names",
         ),
         pytest.param([], ["127.0.0.1"], id="issues a certificate for an IP address"),
@@ -96,8 +127,9 @@ def test_issues_a_certificate_that_verifies(
     lab: Any, k: Kube, namespace: str, issuer: str, names: list[str], ips: list[str]
 ) -> None:
     started = time.monotonic()
-    make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=names,
-                     ipAddresses=ips)
+    make_certificate(
+        k, namespace, "web", issuerRef={"name": issuer}, dnsNames=names, ipAddresses=ips
+    )
     cert = ready(k, namespace, "web")
     elapsed = time.monotonic() - started
     print(f"apply -> Ready took {elapsed:.1f}s")
@@ -113,8 +145,11 @@ def test_issues_a_certificate_that_verifies(
     assert key_matches(chain[0], data["tls.key"])
     assert cert["status"]["notAfter"] and cert["status"]["renewalTime"]
     assert cert["status"]["revision"] == 1
-    wait_for(lambda: not solver_objects(k, namespace), timeout=30,
-             describe=lambda: f"solver objects left: {solver_objects(k, namespace)}")
+    wait_for(
+        lambda: not solver_objects(k, namespace),
+        timeout=30,
+        describe=lambda: f"solver objects left: {solver_objects(k, namespace)}",
+    )
     secret = k.get(core_path("secrets", namespace, "web-tls"))
     assert secret is not None and secret["type"] == "kubernetes.io/tls"
     ann = secret["metadata"]["annotations"]
@@ -129,8 +164,9 @@ def test_omits_ca_crt_when_the_root_cannot_be_proven(
     # Pebble serves no root and no AIA: the operator must not guess.
     make_issuer(k, namespace, "pebble", acme_spec(lab))
     ready(k, namespace, "pebble", plural="issuers")
-    make_certificate(k, namespace, "web", issuerRef={"name": "pebble"},
-                     dnsNames=["noca.issue.lab.test"])
+    make_certificate(
+        k, namespace, "web", issuerRef={"name": "pebble"}, dnsNames=["noca.issue.lab.test"]
+    )
     cert = ready(k, namespace, "web")
     data = secret_data(k, namespace, "web-tls")
     assert "ca.crt" not in data
@@ -151,24 +187,35 @@ def test_a_cluster_issuer_serves_two_namespaces(
     # The account key of a ClusterIssuer lives in the cluster-resource namespace.
     assert k.get(core_path("secrets", "acmebridge", "acme-account")) is not None
     for ns in (namespace, other):
-        make_certificate(k, ns, "web", issuerRef={"name": name, "kind": "ClusterIssuer"},
-                         dnsNames=[f"web.{ns}.lab.test"])
+        make_certificate(
+            k,
+            ns,
+            "web",
+            issuerRef={"name": name, "kind": "ClusterIssuer"},
+            dnsNames=[f"web.{ns}.lab.test"],
+        )
     for ns in (namespace, other):
         ready(k, ns, "web")
         assert load_chain(secret_data(k, ns, "web-tls")["tls.crt"])
 
 
-def test_never_overwrites_a_foreign_secret(
-    lab: Any, k: Kube, namespace: str, issuer: str
-) -> None:
+def test_never_overwrites_a_foreign_secret(lab: Any, k: Kube, namespace: str, issuer: str) -> None:
     foreign = {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
         "metadata": {"name": "taken", "namespace": namespace},
         "data": {"tls.crt": base64.b64encode(b"not ours").decode()},
     }
     before = k.create(core_path("secrets", namespace), foreign)
-    make_certificate(k, namespace, "web", issuerRef={"name": issuer}, secretName="taken",
-                     dnsNames=["taken.issue.lab.test"])
+    make_certificate(
+        k,
+        namespace,
+        "web",
+        issuerRef={"name": issuer},
+        secretName="taken",
+        dnsNames=["taken.issue.lab.test"],
+    )
     cert = ready(k, namespace, "web", status="False")
     cond = next(c for c in cert["status"]["conditions"] if c["type"] == "Ready")
     assert cond["reason"] == "SecretConflict"
@@ -182,17 +229,38 @@ def test_never_overwrites_a_foreign_secret(
 @pytest.mark.parametrize(
     ("issuer_ref", "acme_overrides", "reason", "hint"),
     [
-        pytest.param({"name": "missing"}, None, "IssuerNotFound", "does not exist",
-                     id="an unknown issuer is reported, not retried blindly"),
-        pytest.param({"name": "bad"}, {"caBundle": "WRONG"}, "IssuerNotReady", "caBundle",
-                     id="a caBundle that does not match the server is reported"),
-        pytest.param({"name": "bad"}, {"server": "https://127.0.0.1:9/dir"}, "IssuerNotReady",
-                     "127.0.0.1:9", id="an unreachable ACME server is reported"),
+        pytest.param(
+            {"name": "missing"},
+            None,
+            "IssuerNotFound",
+            "does not exist",
+            id="an unknown issuer is reported, not retried blindly",
+        ),
+        pytest.param(
+            {"name": "bad"},
+            {"caBundle": "WRONG"},
+            "IssuerNotReady",
+            "caBundle",
+            id="a caBundle that does not match the server is reported",
+        ),
+        pytest.param(
+            {"name": "bad"},
+            {"server": "https://127.0.0.1:9/dir"},
+            "IssuerNotReady",
+            "127.0.0.1:9",
+            id="an unreachable ACME server is reported",
+        ),
     ],
 )
 def test_broken_issuers_give_actionable_conditions_and_others_keep_working(
-    lab: Any, k: Kube, namespace: str, issuer: str, issuer_ref: dict[str, str],
-    acme_overrides: dict[str, Any] | None, reason: str, hint: str,
+    lab: Any,
+    k: Kube,
+    namespace: str,
+    issuer: str,
+    issuer_ref: dict[str, str],
+    acme_overrides: dict[str, Any] | None,
+    reason: str,
+    hint: str,
 ) -> None:
     if acme_overrides is not None:
         overrides = dict(acme_overrides)
@@ -200,16 +268,15 @@ def test_broken_issuers_give_actionable_conditions_and_others_keep_working(
             # A real CA that did not sign Pebble's HTTPS certificate: Pebble's issuing root.
             overrides["caBundle"] = b64_file(lab.env["PEBBLE_ROOT"])
         make_issuer(k, namespace, "bad", acme_spec(lab, **overrides))
-    make_certificate(k, namespace, "broken", issuerRef=issuer_ref,
-                     dnsNames=["broken.issue.lab.test"])
-    make_certificate(k, namespace, "fine", issuerRef={"name": issuer},
-                     dnsNames=["fine.issue.lab.test"])
-    cert = ready(k, namespace, "broken", status="False")
-    cond = next(c for c in cert["status"]["conditions"] if c["type"] == "Ready")
-    assert cond["reason"] == reason, cond
-    assert hint in cond["message"], cond
+    make_certificate(
+        k, namespace, "broken", issuerRef=issuer_ref, dnsNames=["broken.issue.lab.test"]
+    )
+    make_certificate(
+        k, namespace, "fine", issuerRef={"name": issuer}, dnsNames=["fine.issue.lab.test"]
+    )
+    ready_reason(k, namespace, "broken", reason, hint)
     ready(k, namespace, "fine")
     events = k.list(core_path("events", namespace))
-    assert any(
-        e["reason"] == reason and e["involvedObject"]["name"] == "broken" for e in events
-    ), [e["reason"] for e in events]
+    assert any(e["reason"] == reason and e["involvedObject"]["name"] == "broken" for e in events), [
+        e["reason"] for e in events
+    ]

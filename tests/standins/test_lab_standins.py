@@ -1,6 +1,6 @@
 """The stand-ins against the lab's real API server: a labelled Pod runs, is served, and goes away.
 
-Each test creates its own objects in one namespace and waits (bounded) for what kubelet, the
+Each test creates its own objects in a fresh namespace and waits (bounded) for what kubelet, the
 endpointslice controller and an ingress controller would produce. The Pod is a small Python HTTP
 server started from its own command line with ``$(POD_IP)``; it answers with its name and the
 address it listens on, so a test learns where the process runs from the response itself.
@@ -8,24 +8,23 @@ address it listens on, so a test learns where the process runs from the response
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import ipaddress
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from tests.lab.labenv import Lab
 from tests.lab.standins._kube import ApiError, Kube
+from tests.lab.waits import wait_for
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
+JSONObj = dict[str, Any]
+WAIT = 30.0  # seconds; each step takes well under one on an idle lab
 
 SERVER = """
 import http.server, sys
@@ -42,57 +41,11 @@ http.server.HTTPServer((address, 8089), Handler).serve_forever()
 
 
 @pytest.fixture(scope="module")
-def lab_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The lab's settings: from the ``lab`` fixture when there is one, else from ``.lab/env``."""
-    with contextlib.suppress(pytest.FixtureLookupError):
-        env: dict[str, str] = dict(request.getfixturevalue("lab").env)
-        return env
-    path = ROOT / ".lab" / "env"
-    if not path.exists():
-        pytest.skip("the lab is not up: python -m tests.lab.labctl up")
-    lines = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in lines if not key.startswith("#")}
+def api(lab: Lab) -> Kube:
+    return Kube(str(lab.kubeconfig))
 
 
-@pytest.fixture(scope="module")
-def kube(lab_env: dict[str, str]) -> Kube:
-    return Kube(lab_env["KUBECONFIG"])
-
-
-@pytest.fixture(scope="module")
-def namespace(kube: Kube) -> Iterator[str]:
-    name = f"standins-{uuid.uuid4().hex[:8]}"
-    kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
-    # The ServiceAccount admission plugin refuses Pods until the namespace's `default` exists.
-    wait_for(
-        lambda: _get(kube, f"/api/v1/namespaces/{name}/serviceaccounts/default"),
-        what="the namespace's default ServiceAccount",
-    )
-    yield name
-    kube.request("DELETE", f"/api/v1/namespaces/{name}")
-
-
-def wait_for(probe: Callable[[], T | None], *, what: str, timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
-
-
-def _get(kube: Kube, path: str) -> dict[str, Any] | None:
-    try:
-        return kube.get(path)
-    except ApiError as error:
-        if error.status == 404:
-            return None
-        raise
-
-
-def _pod(name: str, *, labelled: bool = True, command: list[str] | None = None) -> dict[str, Any]:
+def _pod_spec(name: str, *, labelled: bool = True, command: list[str] | None = None) -> JSONObj:
     labels = {"app": name, **({"acmebridge.io/solver": "test"} if labelled else {})}
     container = {
         "name": "server",
@@ -115,24 +68,75 @@ def _pod(name: str, *, labelled: bool = True, command: list[str] | None = None) 
     }
 
 
-def _create(kube: Kube, namespace: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-    prefix = "/apis/networking.k8s.io/v1" if plural == "ingresses" else "/api/v1"
-    return kube.request("POST", f"{prefix}/namespaces/{namespace}/{plural}", body=body)
+class Namespace:
+    """The objects of one test namespace, read and written through the real API server."""
+
+    def __init__(self, api: Kube, name: str) -> None:
+        self.api, self.name = api, name
+
+    def path(self, plural: str, name: str = "") -> str:
+        group = "/apis/networking.k8s.io/v1" if plural == "ingresses" else "/api/v1"
+        if plural == "endpointslices":
+            group = "/apis/discovery.k8s.io/v1"
+        return f"{group}/namespaces/{self.name}/{plural}" + (f"/{name}" if name else "")
+
+    def create(self, plural: str, body: JSONObj) -> JSONObj:
+        return self.api.request("POST", self.path(plural), body=body)
+
+    def get(self, plural: str, name: str) -> JSONObj | None:
+        try:
+            return self.api.get(self.path(plural, name))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def delete_pod(self, name: str) -> None:
+        self.api.request("DELETE", self.path("pods", name))
+
+    def wait_pod(self, name: str, until: str) -> JSONObj:
+        """Waits until the Pod is Ready (``until="Ready"``) or in the given phase."""
+
+        def reached() -> JSONObj | None:
+            pod = self.get("pods", name)
+            if pod is None:
+                return None
+            if until == "Ready":
+                return pod if _condition(pod, "Ready") == "True" else None
+            return pod if pod.get("status", {}).get("phase") == until else None
+
+        pod = wait_for(reached, timeout=WAIT, describe=lambda: self._describe(name, until))
+        assert pod is not None
+        return pod
+
+    def wait_gone(self, name: str) -> None:
+        wait_for(
+            lambda: self.get("pods", name) is None,
+            timeout=WAIT,
+            describe=lambda: self._describe(name, "to go away"),
+        )
+
+    def _describe(self, name: str, until: str) -> str:
+        pod = self.get("pods", name)
+        status = json.dumps(pod.get("status") if pod else None, indent=1)
+        return f"Pod {self.name}/{name} ({until}); its status: {status}"
 
 
-def _condition(pod: dict[str, Any], kind: str) -> str | None:
+@pytest.fixture
+def ns(api: Kube, namespace: str) -> Namespace:
+    return Namespace(api, namespace)
+
+
+def _condition(pod: JSONObj, kind: str) -> str | None:
     for condition in pod.get("status", {}).get("conditions") or []:
         if condition["type"] == kind:
             return str(condition["status"])
     return None
 
 
-def _ready_pod(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        pod = _get(kube, f"/api/v1/namespaces/{namespace}/pods/{name}")
-        return pod if pod and _condition(pod, "Ready") == "True" else None
-
-    return wait_for(ready, what=f"Pod {name} to become Ready")
+def _pid(pod: JSONObj) -> int:
+    container_id: str = pod["status"]["containerStatuses"][0]["containerID"]
+    return int(container_id.removeprefix("standin://"))
 
 
 def _http_get(port: int, host: str, path: str) -> tuple[int, str]:
@@ -145,93 +149,75 @@ def _http_get(port: int, host: str, path: str) -> tuple[int, str]:
         connection.close()
 
 
-def _pid(pod: dict[str, Any]) -> int:
-    container_id = pod["status"]["containerStatuses"][0]["containerID"]
-    return int(container_id.removeprefix("standin://"))
-
-
 def test_a_labelled_pod_runs_is_ready_and_is_reached_through_its_ingress(
-    kube: Kube, namespace: str, lab_env: dict[str, str]
+    ns: Namespace, lab: Lab
 ) -> None:
-    _create(kube, namespace, "pods", _pod("web"))
-    service = {
-        "metadata": {"name": "web"},
-        "spec": {
-            "selector": {"app": "web"},
-            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-        },
-    }
-    _create(kube, namespace, "services", service)
-    host = f"web.{namespace}.example"
+    ns.create("pods", _pod_spec("web"))
+    ports = [{"name": "http", "port": 80, "targetPort": "http"}]
+    ns.create(
+        "services",
+        {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": ports}},
+    )
+    host = f"web.{ns.name}.example"
     backend = {"service": {"name": "web", "port": {"number": 80}}}
-    ingress = {
-        "metadata": {"name": "web"},
-        "spec": {
-            "ingressClassName": lab_env.get("LAB_INGRESS_CLASS", "lab"),
-            "rules": [
-                {
-                    "host": host,
-                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
-                }
-            ],
-        },
-    }
-    _create(kube, namespace, "ingresses", ingress)
+    paths = [{"path": "/", "pathType": "Prefix", "backend": backend}]
+    rules = [{"host": host, "http": {"paths": paths}}]
+    ingress_spec = {"ingressClassName": lab.ingress_class, "rules": rules}
+    ns.create("ingresses", {"metadata": {"name": "web"}, "spec": ingress_spec})
 
-    pod = _ready_pod(kube, namespace, "web")
+    pod = ns.wait_pod("web", "Ready")
     pod_ip = pod["status"]["podIP"]
     assert pod["spec"]["nodeName"], "the Pod was bound to the lab's node"
     assert pod["status"]["phase"] == "Running"
     # EndpointSlices refuse loopback addresses, so Pods report a pod-network address.
     assert not ipaddress.ip_address(pod_ip).is_loopback
 
-    def ready_endpoint() -> list[str] | None:
-        slices = kube.get(
-            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-            {"labelSelector": "kubernetes.io/service-name=web"},
-        )["items"]
+    def ready_addresses() -> list[str] | None:
+        slices = ns.api.get(
+            ns.path("endpointslices"), {"labelSelector": "kubernetes.io/service-name=web"}
+        )
         addresses = [
             address
-            for endpoint_slice in slices
+            for endpoint_slice in slices["items"]
             for endpoint in endpoint_slice.get("endpoints") or []
             if (endpoint.get("conditions") or {}).get("ready")
             for address in endpoint["addresses"]
         ]
         return addresses or None
 
-    assert wait_for(ready_endpoint, what="an EndpointSlice with the Pod") == [pod_ip]
+    assert wait_for(ready_addresses, timeout=WAIT, describe="an EndpointSlice with the Pod") == [
+        pod_ip
+    ]
 
-    port = int(lab_env.get("LAB_HTTP01_PORT", "5002"))
-    status, body = _http_get(port, f"{host}:{port}", "/.well-known/acme-challenge/x?y=1")
+    status, body = _http_get(
+        lab.http01_port, f"{host}:{lab.http01_port}", "/.well-known/acme-challenge/x?y=1"
+    )
     assert status == 200, body
     name, address, path = body.split(" ")
     assert (name, path) == ("web", "/.well-known/acme-challenge/x?y=1")
     assert ipaddress.ip_address(address).is_loopback, "the process listens on loopback"
-    assert _http_get(port, f"nobody.{namespace}.example", "/")[0] == 404
+    assert _http_get(lab.http01_port, f"nobody.{ns.name}.example", "/")[0] == 404
 
 
-def test_deleting_a_pod_stops_its_process_and_removes_the_pod(kube: Kube, namespace: str) -> None:
-    _create(kube, namespace, "pods", _pod("doomed"))
-    pod = _ready_pod(kube, namespace, "doomed")
-    pid = _pid(pod)
+def test_deleting_a_pod_stops_its_process_and_removes_the_pod(ns: Namespace) -> None:
+    ns.create("pods", _pod_spec("doomed"))
+    pid = _pid(ns.wait_pod("doomed", "Ready"))
     assert Path(f"/proc/{pid}").exists()
 
     # A bound Pod's deletion is graceful: the API server waits for the node to confirm.
-    kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/doomed")
-    wait_for(
-        lambda: _get(kube, f"/api/v1/namespaces/{namespace}/pods/doomed") is None,
-        what="the Pod object to go away",
-    )
-    wait_for(lambda: not Path(f"/proc/{pid}").exists(), what=f"process {pid} to end", timeout=5)
+    ns.delete_pod("doomed")
+    ns.wait_gone("doomed")
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=5, describe=f"process {pid} to end")
 
 
-def test_an_unlabelled_pod_stays_pending_and_untouched(kube: Kube, namespace: str) -> None:
-    created = _create(kube, namespace, "pods", _pod("ignored", labelled=False))
+def test_an_unlabelled_pod_stays_pending_and_untouched(ns: Namespace) -> None:
+    created = ns.create("pods", _pod_spec("ignored", labelled=False))
     # A labelled Pod created afterwards becoming Ready shows the agent has seen both.
-    _create(kube, namespace, "pods", _pod("witness"))
-    _ready_pod(kube, namespace, "witness")
+    ns.create("pods", _pod_spec("witness"))
+    ns.wait_pod("witness", "Ready")
 
-    pod = kube.get(f"/api/v1/namespaces/{namespace}/pods/ignored")
+    pod = ns.get("pods", "ignored")
+    assert pod is not None
     assert not pod["spec"].get("nodeName")
     assert pod["status"].get("phase") == "Pending"
     assert pod["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"], (
@@ -239,34 +225,27 @@ def test_an_unlabelled_pod_stays_pending_and_untouched(kube: Kube, namespace: st
     )
 
 
-def test_a_pod_whose_process_exits_reports_the_exit_code(kube: Kube, namespace: str) -> None:
+def test_a_pod_whose_process_exits_reports_the_exit_code(ns: Namespace) -> None:
     command = ["python3", "-c", "import sys; print('bye'); sys.exit(3)"]
-    _create(kube, namespace, "pods", _pod("quitter", command=command))
+    ns.create("pods", _pod_spec("quitter", command=command))
 
-    def finished() -> dict[str, Any] | None:
-        pod = _get(kube, f"/api/v1/namespaces/{namespace}/pods/quitter")
-        return pod if pod and pod.get("status", {}).get("phase") == "Failed" else None
-
-    pod = wait_for(finished, what="the Pod to fail")
+    pod = ns.wait_pod("quitter", "Failed")
     state = pod["status"]["containerStatuses"][0]["state"]
     assert state["terminated"]["exitCode"] == 3, json.dumps(state)
     assert _condition(pod, "Ready") == "False"
 
 
-def test_a_pod_ignoring_sigterm_is_killed_after_a_capped_grace_period(
-    kube: Kube, namespace: str
-) -> None:
-    pod = _pod("stubborn", command=["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"])
+def test_a_pod_ignoring_sigterm_is_killed_after_a_capped_grace_period(ns: Namespace) -> None:
+    pod = _pod_spec(
+        "stubborn", command=["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]
+    )
     pod["spec"]["terminationGracePeriodSeconds"] = 300
     del pod["spec"]["containers"][0]["readinessProbe"], pod["spec"]["containers"][0]["ports"]
-    _create(kube, namespace, "pods", pod)
-    pid = _pid(_ready_pod(kube, namespace, "stubborn"))
+    ns.create("pods", pod)
+    pid = _pid(ns.wait_pod("stubborn", "Ready"))
 
     began = time.monotonic()
-    kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/stubborn")
-    wait_for(
-        lambda: _get(kube, f"/api/v1/namespaces/{namespace}/pods/stubborn") is None,
-        what="the Pod object to go away",
-    )
+    ns.delete_pod("stubborn")
+    ns.wait_gone("stubborn")
     assert time.monotonic() - began < 10, "the agent does not wait out a 300s grace period"
     assert not Path(f"/proc/{pid}").exists()

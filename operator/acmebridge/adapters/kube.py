@@ -114,7 +114,11 @@ class Kube:
                 auth_settings=["BearerToken"],
             )
             resp = self.api.call_api(
-                method_, url, header_params=headers_, body=body_, post_params=post,
+                method_,
+                url,
+                header_params=headers_,
+                body=body_,
+                post_params=post,
                 _request_timeout=(5, 30),
             )
             raw = resp.read()  # type: ignore[no-untyped-call]

@@ -11,8 +11,8 @@ Secret's data, private key included, into metadata).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -53,7 +53,9 @@ class Operator:
         executor = ThreadPoolExecutor(
             max_workers=self.config.concurrency, thread_name_prefix="acmebridge-io"
         )
-        self.rt = Runtime(config=self.config, kube=Kube(api), executor=executor, metrics=self.metrics)
+        self.rt = Runtime(
+            config=self.config, kube=Kube(api), executor=executor, metrics=self.metrics
+        )
         self.queue = WorkQueue(self._reconcile, workers=self.config.concurrency)
         self.rt.wake = self.queue.add
         await self.queue.start()

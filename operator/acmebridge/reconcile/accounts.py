@@ -117,18 +117,18 @@ async def _account_key(
     }
     try:
         await rt.io(rt.kube.create, core_path("secrets", namespace), body)
-    except Conflict:
+    except Conflict as e:
         # Someone created it between our read and our write: use theirs, never overwrite it.
         existing = await _read_secret_key(rt, namespace, ref.name, ref.key, what="account key")
         if existing is None:
-            raise AccountError("AccountKeyMissing", "account key Secret vanished", retry=True)
+            raise AccountError(
+                "AccountKeyMissing", "account key Secret vanished", retry=True
+            ) from e
         return existing
     return pem
 
 
-async def _eab(
-    rt: Runtime, spec: AcmeIssuerSpec, namespace: str
-) -> tuple[str, str, str] | None:
+async def _eab(rt: Runtime, spec: AcmeIssuerSpec, namespace: str) -> tuple[str, str, str] | None:
     eab = spec.external_account_binding
     if eab is None:
         return None

@@ -21,7 +21,7 @@ from acmebridge.domain.conditions import Condition, get_condition, set_condition
 from acmebridge.domain.errors import SpecError
 from acmebridge.domain.journal import OrderJournal
 from acmebridge.domain.keys import key_matches_spec, load_private_key, public_key_fingerprint
-from acmebridge.domain.schedule import backoff_delay, jitter_for, renewal_time
+from acmebridge.domain.schedule import backoff_delay
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.timefmt import format_time, parse_time
 from acmebridge.domain.trigger import SecretState, TriggerInputs, Verdict, evaluate
@@ -68,8 +68,12 @@ class Ctx:
 
     def set(self, type_: str, status: str, reason: str, message: str) -> None:
         cond = Condition(
-            type=type_, status=status, reason=reason, message=message,  # type: ignore[arg-type]
-            observed_generation=self.generation, last_transition_time=self.now,
+            type=type_,
+            status=status,  # type: ignore[arg-type]
+            reason=reason,
+            message=message,
+            observed_generation=self.generation,
+            last_transition_time=self.now,
         )
         self.patch["conditions"] = set_condition(self.conditions(), cond)
 
@@ -214,7 +218,8 @@ async def _reconcile(
     where = f" in namespace '{ctx.namespace}'" if kind == "Issuer" else ""
     if issuer is None:
         return await not_ready(
-            ctx, "IssuerNotFound",
+            ctx,
+            "IssuerNotFound",
             f"{kind} '{spec.issuer_ref.name}' does not exist{where}; create it or fix "
             "spec.issuerRef",
             retry=None,
@@ -223,7 +228,9 @@ async def _reconcile(
     if ready is None or ready.status != "True":
         why = f": {ready.reason}: {ready.message}" if ready else " yet"
         return await not_ready(
-            ctx, "IssuerNotReady", f"{kind} '{spec.issuer_ref.name}' is not ready{why}",
+            ctx,
+            "IssuerNotReady",
+            f"{kind} '{spec.issuer_ref.name}' is not ready{why}",
             retry=None,
         )
     try:
@@ -238,7 +245,8 @@ async def _reconcile(
     )
     if own is secrets.Ownership.FOREIGN:
         return await not_ready(
-            ctx, "SecretConflict",
+            ctx,
+            "SecretConflict",
             f"Secret '{spec.secret_name}' exists and was not created for this Certificate; "
             "acmebridge will not overwrite it. Delete it or choose another spec.secretName",
             retry=120.0,
@@ -263,7 +271,7 @@ async def _reconcile(
     )
     in_flight = journal is not None and journal.spec_hash == spec_hash
     if verdict is None and not in_flight:
-        return await settle_ready(ctx, secret, sstate)
+        return await settle_ready(ctx, account, secret)
 
     # Back off after failures of this same spec; a manual trigger or a spec change resets it.
     failures = int(status.get("failedIssuanceAttempts") or 0)
@@ -271,13 +279,18 @@ async def _reconcile(
     manual_after_failure = bool(
         manual and issuing and last_failure and issuing.last_transition_time > last_failure
     )
-    if failures and last_failure and book.get("failedSpecHash") == spec_hash and not (
-        manual_after_failure
+    if (
+        failures
+        and last_failure
+        and book.get("failedSpecHash") == spec_hash
+        and not (manual_after_failure)
     ):
         retry_at = last_failure + _backoff(ctx, failures, book)
         if retry_at > now:
             ctx.set(
-                "Issuing", "False", "Failed",
+                "Issuing",
+                "False",
+                "Failed",
                 f"Issuance failed {failures} time(s); retrying at {format_time(retry_at)}: "
                 f"{book.get('lastFailure', 'see Events')}",
             )
@@ -313,28 +326,19 @@ async def not_ready(ctx: Ctx, reason: str, message: str, *, retry: float | None)
 
 
 async def settle_ready(
-    ctx: Ctx, secret: Mapping[str, Any] | None, sstate: SecretState
+    ctx: Ctx, account: Account, secret: Mapping[str, Any] | None
 ) -> float | None:
     """Nothing to issue: Ready=True, timestamps from the Secret, wake at renewal time."""
+    from acmebridge.reconcile import renewal
+
     crt = decode_data(secret, "tls.crt")
     assert crt is not None  # the trigger checks guarantee a parseable certificate
     leaf = chains.parse_pem_certificates(crt)[0]
     summary = chains.cert_summary(leaf)
-    lifetime = summary.not_after - summary.not_before
     book = ctx.book()
-    jitter_s = book.get("jitterSeconds")
-    jitter = (
-        timedelta(seconds=int(jitter_s))
-        if isinstance(jitter_s, int)
-        else jitter_for(ctx.uid, lifetime)
-    )
-    renew_at = _time(ctx.status, "renewalTime") or renewal_time(
-        summary.not_before,
-        summary.not_after,
-        renew_before=ctx.spec.renew_before,
-        renew_before_percentage=ctx.spec.renew_before_percentage,
-        jitter=jitter,
-    )
+    jitter = renewal.jitter(ctx, summary)
+    ari = await renewal.ari_plan(ctx, account, crt, summary, book.get("ari"))
+    renew_at = renewal.renewal_at(renewal.plain_renewal(ctx, summary, jitter), ari)
     ctx.patch.update(
         notBefore=format_time(summary.not_before),
         notAfter=format_time(summary.not_after),
@@ -347,13 +351,20 @@ async def settle_ready(
     if get_condition(ctx.conditions(), "Issuing") is not None:
         ctx.drop("Issuing")
     if "jitterSeconds" not in book:
-        ctx.set_book(jitterSeconds=int(jitter.total_seconds()), issuedSpecHash=ctx.spec.issuance_hash())
+        ctx.set_book(jitterSeconds=int(jitter.total_seconds()))
+    if "issuedSpecHash" not in book:
+        ctx.set_book(issuedSpecHash=ctx.spec.issuance_hash())
+    if ari != book.get("ari"):
+        ctx.set_book(ari=ari)
     await ctx.flush()
     if book.get("cleanupPending"):
         from acmebridge.reconcile.cleanup import cleanup_issuance
 
         await cleanup_issuance(ctx)
-    return max(1.0, (renew_at - ctx.now).total_seconds())
+    wake = renewal.next_wake(renew_at, ari, ctx.now)
+    # Spread the Secret checks (±10%, by UID) so certificates created together do not align.
+    spread = 0.9 + 0.2 * (int(ctx.uid.replace("-", "")[:8] or "0", 16) / 0xFFFFFFFF)
+    return min(wake, ctx.rt.config.secret_check_interval.total_seconds() * spread)
 
 
 def _placeholder_spec() -> CertificateSpec:

@@ -36,6 +36,7 @@ from acmebridge.domain.errors import (
     Severity,
     SpecError,
     classify,
+    short_type,
 )
 from acmebridge.domain.journal import (
     AuthorizationRecord,
@@ -54,10 +55,10 @@ from acmebridge.domain.keys import (
     key_matches_spec,
     load_private_key,
 )
-from acmebridge.domain.schedule import backoff_delay, jitter_for, renewal_time
+from acmebridge.domain.schedule import backoff_delay, jitter_for
 from acmebridge.domain.solvers import http01_objects, object_name, pod_ready, select_solver
-from acmebridge.domain.timefmt import format_time
 from acmebridge.domain.spec import CertificateSpec
+from acmebridge.domain.timefmt import format_time, parse_time
 from acmebridge.domain.trigger import SecretState, Verdict
 from acmebridge.reconcile.accounts import Account
 from acmebridge.reconcile.certificate import Ctx
@@ -98,6 +99,7 @@ async def advance(
     issuing = get_condition(ctx.conditions(), "Issuing")
     if issuing is None or issuing.status != "True":
         ctx.set("Issuing", "True", verdict.reason, verdict.message)
+        ctx.set_book(issuingSince=format_time(ctx.now))
         await ctx.flush()
         await ctx.event("Normal", "Issuing", verdict.message)
     try:
@@ -108,14 +110,20 @@ async def advance(
         ):
             if journal is not None:
                 await delete_solver_objects(ctx)
-            journal = await _new_order(ctx, account, spec_hash)
+            journal = await _new_order(
+                ctx, account, spec_hash, renewing=sstate.exists and sstate.key_matches_cert
+            )
         assert journal is not None
         return await _work(ctx, account, journal, key, secret)
     except AcmeProblem as e:
         permanent = classify(e) is Severity.PERMANENT
         return await failed(
-            ctx, sstate, reason="Failed", detail=f"{e.detail} ({e.type})",
-            permanent=permanent, retry_after=e.retry_after,
+            ctx,
+            sstate,
+            reason="Failed",
+            detail=f"{e.detail} ({e.type})",
+            permanent=permanent,
+            retry_after=e.retry_after,
         )
     except AcmeUnavailable as e:
         return await failed(
@@ -171,7 +179,9 @@ async def _pending_key(
     body["metadata"]["name"] = name
     await rt.io(rt.kube.create, core_path("secrets", ctx.namespace), body)
     if reused:
-        await ctx.event("Normal", "KeyReused", "Reusing the current private key (rotationPolicy: Never)")
+        await ctx.event(
+            "Normal", "KeyReused", "Reusing the current private key (rotationPolicy: Never)"
+        )
     else:
         await ctx.event(
             "Normal", "KeyGenerated", f"Stored a new private key in temporary Secret '{name}'"
@@ -179,16 +189,35 @@ async def _pending_key(
     return key
 
 
-async def _new_order(ctx: Ctx, account: Account, spec_hash: str) -> OrderJournal:
+async def _new_order(ctx: Ctx, account: Account, spec_hash: str, *, renewing: bool) -> OrderJournal:
     rt = ctx.rt
     identifiers = [(i.type, i.value) for i in ctx.spec.identifiers()]
-    order: OrderInfo = await rt.io(
-        account.session.new_order,
-        account.ref,
-        identifiers=identifiers,
-        profile=account.spec.profile,
-        replaces=None,
-    )
+    ari = ctx.book().get("ari")
+    # RFC 9773 §5: name the certificate this order replaces, so the CA can link the two (and
+    # exempt the renewal from rate limits). Only for a certificate we issued and still serve.
+    replaces = ari.get("certID") if isinstance(ari, dict) and renewing else None
+    try:
+        order: OrderInfo = await rt.io(
+            account.session.new_order,
+            account.ref,
+            identifiers=identifiers,
+            profile=account.spec.profile,
+            replaces=replaces,
+        )
+    except AcmeProblem as e:
+        if replaces is None or short_type(e.type) not in ("alreadyReplaced", "malformed"):
+            raise
+        # The certificate was already replaced (an order lost in a restart) or the CA does not
+        # accept the field: order without it rather than fail the renewal.
+        log.info("Certificate %s/%s: ordering without replaces: %s", ctx.namespace, ctx.name, e)
+        replaces = None
+        order = await rt.io(
+            account.session.new_order,
+            account.ref,
+            identifiers=identifiers,
+            profile=account.spec.profile,
+            replaces=None,
+        )
     records = []
     for url in order.authorizations:
         authz: AuthorizationInfo = await rt.io(account.session.get_authorization, account.ref, url)
@@ -212,6 +241,7 @@ async def _new_order(ctx: Ctx, account: Account, spec_hash: str) -> OrderJournal
         finalize_url=order.finalize,
         expires=order.expires,
         profile=order.profile,
+        replaces=replaces,
     )
     ctx.patch["order"] = _order_patch(journal)
     await ctx.flush()
@@ -287,7 +317,7 @@ async def _work(
         chain_pem=chosen,
         key=key,
     )
-    return await _finish(ctx, written, renewing=secret is not None)
+    return await _finish(ctx, account, written, renewing=secret is not None)
 
 
 def _subject(spec: CertificateSpec) -> dict[str, list[str]]:
@@ -333,9 +363,13 @@ async def _authorizations(
         rec = replace(rec, state=authz.status)
         if authz.status == "valid":
             if rec.challenge is not None and rec.challenge.presented:
-                await delete_solver_objects(ctx, challenge_name=object_name(ctx.uid, rec.challenge.token))
+                await delete_solver_objects(
+                    ctx, challenge_name=object_name(ctx.uid, rec.challenge.token)
+                )
                 rec = replace(rec, challenge=replace(rec.challenge, presented=False, state="valid"))
-                await ctx.event("Normal", "ChallengeValid", f"Challenge for {rec.identifier} is valid")
+                await ctx.event(
+                    "Normal", "ChallengeValid", f"Challenge for {rec.identifier} is valid"
+                )
             journal = journal.with_authorization(rec)
             continue
         if authz.status in PERMANENT_AUTHZ:
@@ -432,7 +466,8 @@ async def _challenge(
         rt.metrics.solvers(created)
         ch = replace(ch, presented=True)
         await ctx.event(
-            "Normal", "ChallengePresented",
+            "Normal",
+            "ChallengePresented",
             f"Presented http-01 challenge for {rec.identifier} with solver Pod '{name}'",
         )
     pod = await rt.io(rt.kube.get, core_path("pods", ctx.namespace, name))
@@ -456,23 +491,21 @@ async def _challenge(
     answered = await rt.io(account.session.answer_challenge, account.ref, offered.url)
     ch = replace(ch, answered=True, state=answered.status)
     await ctx.event(
-        "Normal", "ChallengeAnswered",
+        "Normal",
+        "ChallengeAnswered",
         f"Self check passed for {rec.identifier}; asked the ACME server to validate",
     )
     return replace(rec, challenge=ch), None
 
 
-async def _finish(ctx: Ctx, written: Any, *, renewing: bool) -> float:
+async def _finish(ctx: Ctx, account: Account, written: Any, *, renewing: bool) -> float:
+    from acmebridge.reconcile import renewal
+
     summary = chains.cert_summary(written.leaf)
-    lifetime = summary.not_after - summary.not_before
-    jitter = jitter_for(ctx.uid, lifetime)
-    renew_at = renewal_time(
-        summary.not_before,
-        summary.not_after,
-        renew_before=ctx.spec.renew_before,
-        renew_before_percentage=ctx.spec.renew_before_percentage,
-        jitter=jitter,
-    )
+    jitter = jitter_for(ctx.uid, summary.not_after - summary.not_before)
+    leaf_pem = chains.encode_pem_certificates([written.leaf])
+    ari = await renewal.ari_plan(ctx, account, leaf_pem, summary, None)
+    renew_at = renewal.renewal_at(renewal.plain_renewal(ctx, summary, jitter), ari)
     revision = int(ctx.status.get("revision") or 0) + 1
     message = "Certificate is up to date and has not expired"
     if written.root_source is None:
@@ -497,13 +530,16 @@ async def _finish(ctx: Ctx, written: Any, *, renewing: bool) -> float:
         failedSpecHash=None,
         lastFailure=None,
         retryAfterSeconds=None,
+        issuingSince=None,
         cleanupPending=True,
         serial=summary.serial,
+        ari=ari,
     )
     await ctx.flush()
     what = "Renewed" if renewing else "Issued"
     await ctx.event(
-        "Normal", what,
+        "Normal",
+        what,
         f"Certificate {what.lower()} (serial {summary.serial}, valid until "
         f"{format_time(summary.not_after)}); renewal at {format_time(renew_at)}",
     )
@@ -511,11 +547,18 @@ async def _finish(ctx: Ctx, written: Any, *, renewing: bool) -> float:
         await ctx.event("Warning", "CAUnknown", f"ca.crt is omitted: {written.root_reason}")
     log.info(
         "Certificate %s/%s: %s serial %s, renewal at %s",
-        ctx.namespace, ctx.name, what.lower(), summary.serial, format_time(renew_at),
+        ctx.namespace,
+        ctx.name,
+        what.lower(),
+        summary.serial,
+        format_time(renew_at),
     )
-    ctx.rt.metrics.issued(ctx.namespace, ctx.name, None if started is None else 0.0)
+    seconds = None
+    if started:
+        seconds = (ctx.now - parse_time(str(started))).total_seconds()
+    ctx.rt.metrics.issued(ctx.namespace, ctx.name, seconds)
     await cleanup_issuance(ctx)
-    return max(1.0, (renew_at - ctx.now).total_seconds())
+    return renewal.next_wake(renew_at, ari, ctx.now)
 
 
 async def failed(

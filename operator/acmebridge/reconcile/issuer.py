@@ -52,9 +52,12 @@ async def reconcile_issuer(
     try:
         account = await ensure_account(rt, key, body, accounts)
         cond = Condition(
-            type="Ready", status="True", reason="ACMEAccountRegistered",
+            type="Ready",
+            status="True",
+            reason="ACMEAccountRegistered",
             message=f"The ACME account is registered with {account.spec.server}",
-            observed_generation=generation, last_transition_time=now,
+            observed_generation=generation,
+            last_transition_time=now,
         )
         acme_status = _acme_status(account)
         failures.pop(key, None)
@@ -65,14 +68,16 @@ async def reconcile_issuer(
         cond = _failed("TLSError", e.detail, generation, now)
         delay = _retry(failures, key, rt)
     except AcmeUnavailable as e:
-        cond = _failed("ServerUnreachable", e.detail, generation, now)
+        server = ((body.get("spec") or {}).get("acme") or {}).get("server", "")
+        cond = _failed("ServerUnreachable", f"{server}: {e.detail}", generation, now)
         delay = _retry(failures, key, rt)
     except AcmeProblem as e:
         reason = "ErrRegisterACMEAccount"
         if short_type(e.type) == "externalAccountRequired":
             reason = "ExternalAccountRequired"
-        cond = _failed(reason, f"the ACME server refused the account: {e.detail} ({e.type})",
-                       generation, now)
+        cond = _failed(
+            reason, f"the ACME server refused the account: {e.detail} ({e.type})", generation, now
+        )
         delay = _retry(failures, key, rt)
     accounts_key_dependents = rt.dependents.get(key, set())
     previous = get_condition(status.get("conditions") or [], "Ready")
@@ -92,8 +97,15 @@ async def reconcile_issuer(
         await rt.event(
             body, "Normal" if cond.status == "True" else "Warning", cond.reason, cond.message
         )
-        log.info("%s %s/%s: Ready=%s %s: %s", body.get("kind"), key[1], key[2],
-                 cond.status, cond.reason, cond.message)
+        log.info(
+            "%s %s/%s: Ready=%s %s: %s",
+            body.get("kind"),
+            key[1],
+            key[2],
+            cond.status,
+            cond.reason,
+            cond.message,
+        )
         for dep in list(accounts_key_dependents):
             rt.wake(dep, 0.0)
     rt.metrics.issuer(rt.cache.get(key), key)
@@ -107,8 +119,12 @@ def _prune(d: Mapping[str, Any]) -> dict[str, Any]:
 
 def _failed(reason: str, message: str, generation: int, now: Any) -> Condition:
     return Condition(
-        type="Ready", status="False", reason=reason, message=message,
-        observed_generation=generation, last_transition_time=now,
+        type="Ready",
+        status="False",
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+        last_transition_time=now,
     )
 
 

@@ -11,6 +11,7 @@ a later one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
@@ -88,10 +89,8 @@ class WorkQueue:
                     self._ready.put_nowait(key)
             timeout = self._heap[0][0] - now if self._heap else None
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def _worker(self) -> None:
         assert self._ready is not None
@@ -110,7 +109,9 @@ class WorkQueue:
                 n = self.errors.get(key, 0) + 1
                 self.errors[key] = n
                 delay = min(300.0, 2.0**n)
-                log.exception("reconcile of %s failed (attempt %d); retrying in %.0fs", key, n, delay)
+                log.exception(
+                    "reconcile of %s failed (attempt %d); retrying in %.0fs", key, n, delay
+                )
             finally:
                 self._active.discard(key)
             if key in self._dirty:

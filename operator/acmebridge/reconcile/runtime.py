@@ -93,9 +93,7 @@ class Runtime:
         self.observe(key, body)
         return body
 
-    async def event(
-        self, body: Mapping[str, Any], type_: str, reason: str, message: str
-    ) -> None:
+    async def event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """Post an aggregated Event; a failure to post never fails the reconcile."""
         try:
             await self.io(

@@ -45,8 +45,8 @@ class Kube:
     """Requests against one API server, authenticated as the kubeconfig's current user."""
 
     def __init__(self, kubeconfig: str) -> None:
-        # The kubernetes package ships no type hints for its config loader.
-        client = kube_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        load: Any = kube_config.new_client_from_config  # the package has no type hints here
+        client = load(config_file=kubeconfig)
         self._host: str = client.configuration.host
         self._pool: urllib3.PoolManager = client.rest_client.pool_manager
         self._headers = {"Accept": "application/json"}

@@ -143,7 +143,7 @@ def select_backend(
                     continue
                 # Older Ingresses come first, so on a full tie the strict `>` keeps the oldest.
                 rank = (specificity, len(rule_path.rstrip("/")), path_type == "Exact")
-                route = f"{name} {rule.get('host') or '*'}{rule_path} ({path_type})"
+                route = f"ingress {name}, {path_type} {rule_path}"
                 backend = _backend(ingress, entry.get("backend") or {}, route)
                 if backend is not None and (best is None or rank > best[0]):
                     best = (rank, backend)
@@ -153,7 +153,7 @@ def select_backend(
         default = ingress.get("spec", {}).get("defaultBackend")
         if default:
             name = f"{ingress['metadata']['namespace']}/{ingress['metadata']['name']}"
-            return _backend(ingress, default, f"{name} default backend")
+            return _backend(ingress, default, f"ingress {name}, default backend")
     return None
 
 

@@ -5,9 +5,14 @@ labelled ``acmebridge.io/solver`` to it (there is no scheduler), runs the first 
 command line as a local process on a loopback address, reports the Pod's status through the
 status subresource, and on graceful deletion stops the process and deletes the Pod with grace 0,
 as kubelet does. Pods without the label are never touched, so they stay Pending as they would on
-a cluster with no room for them. What it does not do: restart containers (an exited process
-leaves the Pod Succeeded or Failed whatever its restartPolicy), run init or further containers,
-isolate processes (securityContext, resources and image are ignored), or probe again once Ready.
+a cluster with no room for them. Each Pod gets a slot N: its process listens on 127.0.1.N, which
+is also what a downward-API ``status.podIP`` gives it, while its status reports 10.244.0.N, an
+address EndpointSlices accept (``_podnet`` says why).
+
+What it does not do: restart containers (an exited process leaves the Pod Succeeded or Failed
+whatever its restartPolicy), run init or further containers, isolate processes (securityContext,
+resources and image are ignored), use an image's entrypoint (a container needs ``command``), or
+probe again once Ready.
 
 Threads: the watch thread records what the API says; one supervisor thread starts processes,
 probes them and writes their status; a short-lived thread per Pod stops its process, so a slow
@@ -98,6 +103,9 @@ class Run:
     stopping: bool = False
     retry_at: float = 0.0
     config_error: str = ""  # the last reason it could not start, reported once
+    # Held while the supervisor works on the Pod and while its process is stopped, so that a
+    # process is never started for a Pod that is being let go.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def key(self) -> str:
@@ -141,6 +149,8 @@ class NodeAgent:
         with self._lock:
             runs = list(self._runs.values())
             self._runs.clear()
+            for run in runs:
+                run.stopping = True
         threads = [threading.Thread(target=self._retire, args=(run,)) for run in runs]
         for thread in threads:
             thread.start()
@@ -286,8 +296,10 @@ class NodeAgent:
 
     def _terminate(self, pod: JSON, run: Run | None, grace: float) -> None:
         """Kubelet's part of a graceful deletion: stop the process, then remove the Pod."""
-        if run is not None and run.process is not None:
-            run.process.stop(grace, run.key)
+        if run is not None:
+            with run.lock:
+                if run.process is not None:
+                    run.process.stop(grace, run.key)
         meta = pod["metadata"]
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
         body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
@@ -308,12 +320,15 @@ class NodeAgent:
         with self._lock:
             run = self._runs.pop(uid, None)
             self._deleting.discard(uid)
+            if run is not None:
+                run.stopping = True
         if run is not None:
             threading.Thread(target=self._retire, args=(run,), daemon=True).start()
 
     def _retire(self, run: Run) -> None:
-        if run.process is not None:
-            run.process.stop(MAX_GRACE_SECONDS, run.key)
+        with run.lock:
+            if run.process is not None:
+                run.process.stop(MAX_GRACE_SECONDS, run.key)
         if run.slot is not None:
             self.pool.release(run.slot)
         log.info("released %s", run.key)
@@ -325,13 +340,16 @@ class NodeAgent:
             with self._lock:
                 runs = [r for r in self._runs.values() if not (r.stopping or r.finished)]
             for run in runs:
-                if time.monotonic() < run.retry_at:
-                    continue
+                if not run.lock.acquire(blocking=False):
+                    continue  # being stopped
                 try:
-                    self._step(run)
+                    if not run.stopping and time.monotonic() >= run.retry_at:
+                        self._step(run)
                 except Exception as error:  # an API hiccup: try this Pod again shortly
                     log.warning("%s: %s", run.key, error)
                     run.retry_at = time.monotonic() + RETRY_SECONDS
+                finally:
+                    run.lock.release()
 
     def _step(self, run: Run) -> None:
         if run.process is None:
