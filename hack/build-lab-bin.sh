@@ -32,6 +32,8 @@ WRAPPED=(
 INSTALLED=(
   "pebble=github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1"
   "pebble-challtestsrv=github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@v2.10.1"
+  # helm renders, lints and installs the chart in tests/chart (newest 3.x on the Go proxy).
+  "helm=helm.sh/helm/v3/cmd/helm@v3.22.0"
 )
 
 # The version the Kubernetes binaries report comes from the pin itself, so it cannot drift.

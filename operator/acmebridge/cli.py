@@ -176,7 +176,7 @@ def inspect_secret(namespace: str | None, name: str) -> int:
     leaf = chains.cert_summary(certs[0])
     ok = True
     print(f"Secret {ns}/{name}")
-    print(f"  Subject:     CN={leaf.common_name or ''}")
+    print(f"  Subject:     {'CN=' + leaf.common_name if leaf.common_name else '-'}")
     print(f"  DNS names:   {', '.join(leaf.dns_names) or '-'}")
     print(f"  IP SANs:     {', '.join(leaf.ip_addresses) or '-'}")
     print(f"  URI SANs:    {', '.join(leaf.uris) or '-'}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,33 @@ def k(lab: Any) -> Kube:
     return Kube(api)
 
 
-@pytest.fixture(scope="session")
-def operator(lab: Any, k: Kube) -> Iterator[OperatorProcess]:
-    """One operator for the session, watching all namespaces."""
+@pytest.fixture
+def operator_factory(lab: Any, k: Kube) -> Iterator[Callable[..., OperatorProcess]]:
+    """Starts operators that serve only the given namespaces (ClusterIssuers are cluster-wide).
+
+    Each test gets its own operator, so tests (and engineers) sharing one lab never have two
+    operators acting on the same Certificate.
+    """
     with contextlib.suppress(Conflict):
         k.create(core_path("namespaces", None), {"metadata": {"name": CLUSTER_RESOURCE_NAMESPACE}})
-    op = start_operator(lab.env)
-    yield op
-    op.stop()
-    if not op.alive():
+    started: list[OperatorProcess] = []
+
+    def start(*namespaces: str, extra: Sequence[str] = (), **kw: Any) -> OperatorProcess:
+        args = [f"--namespace={n}" for n in namespaces]
+        op = start_operator(lab.env, extra=[*args, *extra], **kw)
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
         print(f"operator log: {op.log_path}")
+
+
+@pytest.fixture
+def operator(operator_factory: Callable[..., OperatorProcess], namespace: str) -> OperatorProcess:
+    """An operator for this test's namespace."""
+    return operator_factory(namespace)
 
 
 def b64_file(path: str) -> str:

@@ -600,6 +600,7 @@ def test_examples_are_accepted(kube: client.ApiClient, lab: Any, ns: str, path: 
     values = {
         "PEBBLE_DIRECTORY_URL": lab.env["PEBBLE_DIRECTORY_URL"],
         "PEBBLE_TLS_CA_B64": base64.b64encode(Path(lab.env["PEBBLE_TLS_CA"]).read_bytes()).decode(),
+        "PEBBLE_ROOT_B64": base64.b64encode(Path(lab.env["PEBBLE_ROOT"]).read_bytes()).decode(),
     }
     text = path.read_text()
     for variable, value in values.items():  # what `envsubst '${A} ${B}'` does

@@ -8,6 +8,7 @@ import hashlib
 import ipaddress
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -175,17 +176,27 @@ def test_omits_ca_crt_when_the_root_cannot_be_proven(
 
 
 def test_a_cluster_issuer_serves_two_namespaces(
-    lab: Any, k: Kube, namespace: str, operator: OperatorProcess, request: pytest.FixtureRequest
+    lab: Any,
+    k: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+    request: pytest.FixtureRequest,
 ) -> None:
     name = f"pebble-{hashlib.sha256(namespace.encode()).hexdigest()[:8]}"
-    make_issuer(k, None, name, acme_spec(lab, issuingCABundle=b64_file(lab.env["PEBBLE_ROOT"])))
-    request.addfinalizer(lambda: k.delete(ours_path("clusterissuers", None, name)))
-    ready(k, "", name, plural="clusterissuers")
     other = f"{namespace[:50]}-b"
     k.create(core_path("namespaces", None), {"metadata": {"name": other}})
     request.addfinalizer(lambda: k.delete(core_path("namespaces", None, other)))
+    operator_factory(namespace, other)
+    spec = acme_spec(
+        lab,
+        issuingCABundle=b64_file(lab.env["PEBBLE_ROOT"]),
+        privateKeySecretRef={"name": name},
+    )
+    make_issuer(k, None, name, spec)
+    request.addfinalizer(lambda: k.delete(ours_path("clusterissuers", None, name)))
+    ready(k, "", name, plural="clusterissuers")
     # The account key of a ClusterIssuer lives in the cluster-resource namespace.
-    assert k.get(core_path("secrets", "acmebridge", "acme-account")) is not None
+    assert k.get(core_path("secrets", "acmebridge", name)) is not None
     for ns in (namespace, other):
         make_certificate(
             k,

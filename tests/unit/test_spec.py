@@ -638,6 +638,7 @@ def _examples() -> list[Any]:
         text = string.Template(path.read_text()).safe_substitute(
             PEBBLE_DIRECTORY_URL="https://localhost:14000/dir",
             PEBBLE_TLS_CA_B64=ROOT_B64,
+            PEBBLE_ROOT_B64=ROOT_B64,
         )
         for doc in yaml.safe_load_all(text):
             if doc and doc.get("kind") in ("Certificate", "Issuer", "ClusterIssuer"):
