@@ -7,8 +7,8 @@ import base64
 import hashlib
 import ipaddress
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
