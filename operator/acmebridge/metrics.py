@@ -108,6 +108,13 @@ class PrometheusMetrics(Metrics):
             registry=r,
         )
 
+        self.kube_requests = Counter(
+            "acmebridge_kube_api_requests_total",
+            "Requests to the Kubernetes API by method and status class (2xx, 4xx, 5xx, error)",
+            ["method", "code"],
+            registry=r,
+        )
+
     @classmethod
     def serve(cls, address: str, port: int) -> PrometheusMetrics:
         m = cls()
@@ -128,6 +135,10 @@ class PrometheusMetrics(Metrics):
 
     def solvers(self, delta: int) -> None:
         self.solvers_live.inc(delta)
+
+    def kube_request(self, method: str, status: int) -> None:
+        code = f"{status // 100}xx" if status else "error"
+        self.kube_requests.labels(method, code).inc()
 
     def reconciled(self, kind: str, error: bool) -> None:
         self.reconciles.labels(kind).inc()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -91,8 +91,12 @@ def ours_path(plural: str, namespace: str | None, name: str | None = None) -> st
 class Kube:
     """Thin raw-JSON access to the API server through one shared ``ApiClient``."""
 
-    def __init__(self, api: k8s.ApiClient) -> None:
+    def __init__(
+        self, api: k8s.ApiClient, *, on_request: Callable[[str, int], None] | None = None
+    ) -> None:
         self.api = api
+        #: called with (HTTP method, status; 0 when unreached) after every request, for metrics
+        self.on_request = on_request
 
     def _call(
         self,
@@ -123,12 +127,19 @@ class Kube:
             )
             raw = resp.read()  # type: ignore[no-untyped-call]
         except ApiException as e:
+            self._count(method, int(e.status or 0))
             raise _wrap(e) from e
         except Exception as e:  # urllib3 errors: the server was not reached
+            self._count(method, 0)
             raise KubeError(0, "Unreachable", str(e)) from e
+        self._count(method, int(resp.status))
         if not 200 <= resp.status <= 299:
             raise _from_status(resp.status, raw)
         return json.loads(raw) if raw else None
+
+    def _count(self, method: str, status: int) -> None:
+        if self.on_request is not None:
+            self.on_request(method, status)
 
     def get(self, path: str) -> dict[str, Any] | None:
         try:

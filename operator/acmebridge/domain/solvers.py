@@ -157,7 +157,7 @@ def http01_objects(
                 "ports": [{"name": "http", "containerPort": SOLVER_PORT, "protocol": "TCP"}],
                 "readinessProbe": {
                     "httpGet": {"path": "/healthz", "port": SOLVER_PORT},
-                    "periodSeconds": 2,
+                    "periodSeconds": 1,
                 },
                 "resources": {
                     "requests": {"cpu": "10m", "memory": "32Mi"},

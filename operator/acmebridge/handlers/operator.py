@@ -53,9 +53,8 @@ class Operator:
         executor = ThreadPoolExecutor(
             max_workers=self.config.concurrency, thread_name_prefix="acmebridge-io"
         )
-        self.rt = Runtime(
-            config=self.config, kube=Kube(api), executor=executor, metrics=self.metrics
-        )
+        kube = Kube(api, on_request=self.metrics.kube_request)
+        self.rt = Runtime(config=self.config, kube=kube, executor=executor, metrics=self.metrics)
         self.queue = WorkQueue(self._reconcile, workers=self.config.concurrency)
         self.rt.wake = self.queue.add
         await self.queue.start()
