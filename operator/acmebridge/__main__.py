@@ -59,6 +59,13 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="seconds between checks that a ready Certificate's Secret is intact (default 3600)",
     )
     p.add_argument(
+        "--ari-recheck-max",
+        type=float,
+        default=None,
+        help="seconds: the longest wait before asking the CA's renewal info again, whatever "
+        "its Retry-After says (default 86400)",
+    )
+    p.add_argument(
         "--allowed-acme-server",
         action="append",
         default=None,
@@ -96,6 +103,8 @@ def _config(args: argparse.Namespace) -> OperatorConfig:
         overrides["backoff_cap"] = timedelta(seconds=args.backoff_cap)
     if args.secret_check_interval is not None:
         overrides["secret_check_interval"] = timedelta(seconds=args.secret_check_interval)
+    if args.ari_recheck_max is not None:
+        overrides["ari_recheck_max"] = timedelta(seconds=args.ari_recheck_max)
     if args.verbose:
         overrides["log_level"] = "DEBUG"
     return replace(cfg, **overrides)  # type: ignore[arg-type]

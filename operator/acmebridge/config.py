@@ -44,6 +44,9 @@ class OperatorConfig:
     #: how often a ready Certificate's Secret is read again to catch a deleted or edited Secret.
     #: The operator may not list or watch Secrets (least privilege), so this is how it notices.
     secret_check_interval: timedelta = timedelta(hours=1)
+    #: the longest wait before asking the CA's renewalInfo (RFC 9773) again, whatever its
+    #: Retry-After says: a CA that moves a window earlier (a revocation coming) is seen this soon
+    ari_recheck_max: timedelta = timedelta(hours=24)
     #: metrics listener
     metrics_port: int = 9402
     metrics_address: str = "0.0.0.0"
@@ -89,6 +92,13 @@ class OperatorConfig:
                     e.get(
                         "ACMEBRIDGE_SECRET_CHECK_INTERVAL_SECONDS",
                         d.secret_check_interval.total_seconds(),
+                    )
+                )
+            ),
+            ari_recheck_max=timedelta(
+                seconds=float(
+                    e.get(
+                        "ACMEBRIDGE_ARI_RECHECK_MAX_SECONDS", d.ari_recheck_max.total_seconds()
                     )
                 )
             ),

@@ -2,23 +2,73 @@
 
 Labels stay low-cardinality: per-object gauges carry only namespace and name (as cert-manager's
 ``certmanager_certificate_expiration_timestamp_seconds`` does); counters and histograms carry a
-request kind, an outcome or a reason, never a URL or an identifier. ``docs/metrics.md`` lists
-every series.
+request kind, a status or a reason from a closed set, never a URL or an identifier. A value the
+operator does not control (an ACME problem type from the CA) is kept only when RFC 8555 defines
+it, so a CA cannot grow the series without bound.
+
+``docs/metrics.md`` is the reference; its table is :func:`markdown_reference` of this module's
+real registry, and a unit test fails when the two differ
+(``python -m acmebridge.metrics docs/metrics.md`` rewrites it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
+import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from acmebridge.domain.conditions import get_condition
+from acmebridge.domain.errors import short_type
 from acmebridge.domain.timefmt import parse_time
 from acmebridge.reconcile.runtime import Metrics, ObjectKey
 
 _CONDITIONS = ("True", "False", "Unknown")
+
+#: RFC 8555 §6.7 problem types, plus those registered since (RFC 9773's alreadyReplaced, the
+#: profiles extension's invalidProfile): the only problem names that become label values.
+ACME_PROBLEMS = frozenset(
+    {
+        "accountDoesNotExist",
+        "alreadyReplaced",
+        "alreadyRevoked",
+        "badCSR",
+        "badNonce",
+        "badPublicKey",
+        "badRevocationReason",
+        "badSignatureAlgorithm",
+        "caa",
+        "compound",
+        "connection",
+        "dns",
+        "externalAccountRequired",
+        "incorrectResponse",
+        "invalidContact",
+        "invalidProfile",
+        "malformed",
+        "orderNotReady",
+        "rateLimited",
+        "rejectedIdentifier",
+        "serverInternal",
+        "tls",
+        "unauthorized",
+        "unsupportedContact",
+        "unsupportedIdentifier",
+        "userActionRequired",
+    }
+)
+#: the label value for a problem type outside that list
+OTHER_PROBLEM = "otherProblem"
+
+
+def problem_label(problem_type: str) -> str:
+    """The failure label of an ACME problem: its RFC 8555 short name, or ``otherProblem``."""
+    name = short_type(problem_type)
+    return name if name in ACME_PROBLEMS else OTHER_PROBLEM
 
 
 def _ts(status: Mapping[str, Any], key: str) -> float | None:
@@ -37,83 +87,92 @@ class PrometheusMetrics(Metrics):
         r = self.registry
         self.cert_ready = Gauge(
             "acmebridge_certificate_ready_status",
-            "The Ready condition of a Certificate (1 for the current status value)",
+            "The Ready condition of a Certificate: 1 for the condition's current status, "
+            "0 for the two others",
             ["namespace", "name", "condition"],
             registry=r,
         )
         self.cert_not_after = Gauge(
             "acmebridge_certificate_expiration_timestamp_seconds",
-            "The notAfter of the Certificate's current certificate",
+            "The notAfter of the Certificate's current certificate (status.notAfter), "
+            "in Unix seconds",
             ["namespace", "name"],
             registry=r,
         )
         self.cert_not_before = Gauge(
             "acmebridge_certificate_not_before_timestamp_seconds",
-            "The notBefore of the Certificate's current certificate",
+            "The notBefore of the Certificate's current certificate (status.notBefore), "
+            "in Unix seconds",
             ["namespace", "name"],
             registry=r,
         )
         self.cert_renewal = Gauge(
             "acmebridge_certificate_renewal_timestamp_seconds",
-            "When the Certificate will be renewed",
+            "When the Certificate will be renewed (status.renewalTime), in Unix seconds",
             ["namespace", "name"],
             registry=r,
         )
         self.issuer_ready = Gauge(
             "acmebridge_issuer_ready_status",
-            "The Ready condition of an Issuer or ClusterIssuer (1 for the current value)",
+            "The Ready condition of an Issuer or ClusterIssuer (namespace empty): 1 for the "
+            "condition's current status, 0 for the two others",
             ["kind", "namespace", "name", "condition"],
             registry=r,
         )
         self.acme_requests = Counter(
             "acmebridge_acme_client_requests_total",
-            "ACME requests by kind and outcome",
-            ["kind", "outcome"],
+            "ACME requests by kind (new_order, finalize, …) and status: ok, an RFC 8555 "
+            "problem type, unavailable or tls",
+            ["kind", "status"],
             registry=r,
         )
         self.acme_duration = Histogram(
             "acmebridge_acme_client_request_duration_seconds",
-            "ACME request latency",
-            ["kind"],
+            "ACME request latency by kind and status, retries of a bad nonce included",
+            ["kind", "status"],
             registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self.issuance_duration = Histogram(
             "acmebridge_issuance_duration_seconds",
-            "From the start of an issuance to the Secret being written",
+            "From the start of an issuance (Issuing=True) to the Secret being written",
             registry=r,
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600),
         )
         self.issued_total = Counter(
-            "acmebridge_certificates_issued_total", "Certificates issued or renewed", registry=r
+            "acmebridge_certificates_issued_total",
+            "Certificates issued or renewed (a Secret written with a new certificate)",
+            registry=r,
         )
         self.failures = Counter(
             "acmebridge_issuance_failures_total",
-            "Failed issuance attempts by reason",
+            "Failed issuance attempts by reason: the ACME problem type when the CA refused "
+            "(connection, unauthorized, rateLimited, …), else the condition reason "
+            "(ACMEServerUnavailable, NoSolver, …)",
             ["reason"],
             registry=r,
         )
         self.solvers_live = Gauge(
             "acmebridge_http01_solver_objects",
-            "Solver Pods, Services and Ingresses alive",
+            "HTTP-01 solver Pods, Services and Ingresses this operator process created and has "
+            "not yet deleted",
             registry=r,
         )
         self.reconciles = Counter(
-            "acmebridge_controller_reconcile_total", "Reconciles by kind", ["kind"], registry=r
-        )
-        self.reconcile_errors = Counter(
-            "acmebridge_controller_reconcile_errors_total",
-            "Reconciles that raised, by kind",
+            "acmebridge_controller_reconcile_total",
+            "Reconciles by resource (certificates, issuers, clusterissuers)",
             ["kind"],
             registry=r,
         )
-
-        self.kube_requests = Counter(
-            "acmebridge_kube_api_requests_total",
-            "Requests to the Kubernetes API by method and status class (2xx, 4xx, 5xx, error)",
-            ["method", "code"],
+        self.reconcile_errors = Counter(
+            "acmebridge_controller_reconcile_errors_total",
+            "Reconciles that raised an unexpected error, by resource; the work queue retries "
+            "them with backoff",
+            ["kind"],
             registry=r,
         )
+        self._solvers = 0
+        self._solvers_lock = threading.Lock()
 
     @classmethod
     def serve(cls, address: str, port: int) -> PrometheusMetrics:
@@ -123,22 +182,22 @@ class PrometheusMetrics(Metrics):
 
     def acme_request(self, kind: str, outcome: str, seconds: float) -> None:
         self.acme_requests.labels(kind, outcome).inc()
-        self.acme_duration.labels(kind).observe(seconds)
+        self.acme_duration.labels(kind, outcome).observe(seconds)
 
     def issued(self, namespace: str, name: str, seconds: float | None) -> None:
         self.issued_total.inc()
         if seconds is not None:
-            self.issuance_duration.observe(seconds)
+            self.issuance_duration.observe(max(0.0, seconds))
 
-    def failure(self, reason: str) -> None:
-        self.failures.labels(reason).inc()
+    def failure(self, reason: str, problem: str | None = None) -> None:
+        self.failures.labels(problem_label(problem) if problem else reason).inc()
 
     def solvers(self, delta: int) -> None:
-        self.solvers_live.inc(delta)
-
-    def kube_request(self, method: str, status: int) -> None:
-        code = f"{status // 100}xx" if status else "error"
-        self.kube_requests.labels(method, code).inc()
+        # Counted from this process's creates and deletes: after a restart, deleting objects
+        # left by the previous process must not drive the gauge below zero.
+        with self._solvers_lock:
+            self._solvers = max(0, self._solvers + delta)
+            self.solvers_live.set(self._solvers)
 
     def reconciled(self, kind: str, error: bool) -> None:
         self.reconciles.labels(kind).inc()
@@ -164,13 +223,19 @@ class PrometheusMetrics(Metrics):
             (self.cert_renewal, "renewalTime"),
         ):
             value = _ts(status, field)
-            if value is not None:
+            if value is None:
+                _remove(gauge, namespace, name)
+            else:
                 gauge.labels(namespace, name).set(value)
 
     def issuer(self, body: Mapping[str, Any] | None, key: ObjectKey) -> None:
         plural, namespace, name = key
         kind = "ClusterIssuer" if plural == "clusterissuers" else "Issuer"
-        status = (body or {}).get("status") or {}
+        if body is None:
+            for c in _CONDITIONS:
+                _remove(self.issuer_ready, kind, namespace, name, c)
+            return
+        status = body.get("status") or {}
         ready = get_condition(status.get("conditions") or [], "Ready")
         current = ready.status if ready else "Unknown"
         for c in _CONDITIONS:
@@ -180,3 +245,62 @@ class PrometheusMetrics(Metrics):
 def _remove(metric: Gauge, *labels: str) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)
+
+
+# -- the reference in docs/metrics.md -----------------------------------------------------------
+
+_BEGIN = "<!-- BEGIN GENERATED: python -m acmebridge.metrics docs/metrics.md -->"
+_END = "<!-- END GENERATED -->"
+
+
+def _exercised() -> PrometheusMetrics:
+    """A fresh instance with one sample in every series, so that collecting it shows labels."""
+    m = PrometheusMetrics()
+    when = "2030-01-01T00:00:00Z"
+    conditions = [{"type": "Ready", "status": "True"}]
+    cert = {
+        "status": {
+            "conditions": conditions,
+            "notAfter": when,
+            "notBefore": when,
+            "renewalTime": when,
+        }
+    }
+    m.certificate(cert, ("certificates", "ns", "name"))
+    m.issuer(cert, ("issuers", "ns", "name"))
+    m.acme_request("new_order", "ok", 0.1)
+    m.issued("ns", "name", 1.0)
+    m.failure("Failed", "urn:ietf:params:acme:error:connection")
+    m.solvers(1)
+    m.reconciled("certificates", error=True)
+    return m
+
+
+def markdown_reference() -> str:
+    """The table of every series: name, type, labels and help, from the real registry."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    families = sorted(_exercised().registry.collect(), key=lambda f: f.name)
+    for family in families:
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels: list[str] = []
+        for sample in family.samples:
+            labels += [k for k in sample.labels if k != "le" and k not in labels]
+        shown = ", ".join(f"`{label}`" for label in labels) or "-"
+        help_ = family.documentation.replace("|", "\\|")
+        rows.append(f"| `{name}` | {family.type} | {shown} | {help_} |")
+    return "\n".join([_BEGIN, *rows, _END])
+
+
+def rewrite_reference(path: Path) -> None:
+    """Replace the generated block of ``path`` with the current reference."""
+    text = path.read_text()
+    head, _, rest = text.partition(_BEGIN)
+    _, _, tail = rest.partition(_END)
+    path.write_text(head + markdown_reference() + tail)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        rewrite_reference(Path(sys.argv[1]))
+    else:
+        print(markdown_reference())

@@ -124,6 +124,7 @@ async def advance(
             detail=f"{e.detail} ({e.type})",
             permanent=permanent,
             retry_after=e.retry_after,
+            problem=e.type,
         )
     except AcmeUnavailable as e:
         return await failed(
@@ -245,8 +246,10 @@ async def _new_order(ctx: Ctx, account: Account, spec_hash: str, *, renewing: bo
     )
     ctx.patch["order"] = _order_patch(journal)
     await ctx.flush()
-    await ctx.event("Normal", "OrderCreated", f"Created ACME order {order.url}")
-    log.info("Certificate %s/%s: created order %s", ctx.namespace, ctx.name, order.url)
+    # Users (and tests) can see that a renewal named the certificate it replaces (RFC 9773 §5).
+    also = f", replacing certificate {replaces}" if replaces else ""
+    await ctx.event("Normal", "OrderCreated", f"Created ACME order {order.url}{also}")
+    log.info("Certificate %s/%s: created order %s%s", ctx.namespace, ctx.name, order.url, also)
     return journal
 
 
@@ -585,8 +588,13 @@ async def failed(
     detail: str,
     permanent: bool,
     retry_after: timedelta | None = None,
+    problem: str | None = None,
 ) -> float:
-    """Record a failed attempt: count it, say why, back off; drop the order if it is dead."""
+    """Record a failed attempt: count it, say why, back off; drop the order if it is dead.
+
+    ``problem`` is the ACME problem type when the CA refused: the failure metric counts by it,
+    since the condition reason (``Failed``) would not tell a rate limit from a failed challenge.
+    """
     failures = int(ctx.status.get("failedIssuanceAttempts") or 0) + 1
     ctx.patch.update(failedIssuanceAttempts=failures, lastFailureTime=format_time(ctx.now))
     ctx.set_book(
@@ -610,7 +618,7 @@ async def failed(
         ctx.set("Ready", "False", reason, message)
     await ctx.flush()
     await ctx.event("Warning", "Failed", message)
-    ctx.rt.metrics.failure(reason)
+    ctx.rt.metrics.failure(reason, problem)
     log.warning("Certificate %s/%s: %s", ctx.namespace, ctx.name, message)
     if permanent:
         await delete_solver_objects(ctx)

@@ -58,20 +58,27 @@ async def ari_plan(
     """The ARI bookkeeping for this certificate, refreshed when due; None without ARI."""
     if account.directory.renewal_info is None:
         return None
-    cert_id = ari_cert_id(leaf_pem)
+    try:
+        cert_id = ari_cert_id(leaf_pem)
+    except ValueError as e:
+        # No Authority Key Identifier (some internal CAs omit it): the certificate has no ARI
+        # identifier, so the plain schedule applies.
+        log.info("Certificate %s/%s: no renewal info: %s", ctx.namespace, ctx.name, e)
+        return None
     prev = previous if isinstance(previous, dict) and previous.get("certID") == cert_id else None
     if prev is not None and ctx.now < parse_time(prev["recheckAt"]):
         return prev
+    cap = ctx.rt.config.ari_recheck_max
     try:
         info = await ctx.rt.io(account.session.renewal_info, cert_id)
     except (AcmeUnavailable, AcmeProblem) as e:
         log.info("Certificate %s/%s: renewal info not available: %s", ctx.namespace, ctx.name, e)
         if prev is None:
             return None
-        return {**prev, "recheckAt": format_time(ctx.now + ARI_DEFAULT_RECHECK)}
+        return {**prev, "recheckAt": format_time(ctx.now + min(ARI_DEFAULT_RECHECK, cap))}
     if info is None:
         return None
-    recheck = min(max(info.retry_after or ARI_DEFAULT_RECHECK, ARI_MIN_RECHECK), ARI_MAX_RECHECK)
+    recheck = recheck_after(info.retry_after, cap=cap)
     start, end = format_time(info.start), format_time(info.end)
     if prev is not None and prev.get("windowStart") == start and prev.get("windowEnd") == end:
         chosen = prev["chosen"]  # same window: keep the time chosen once
@@ -87,6 +94,14 @@ async def ari_plan(
         "recheckAt": format_time(ctx.now + recheck),
         "explanationURL": info.explanation_url,
     }
+
+
+def recheck_after(retry_after: timedelta | None, *, cap: timedelta) -> timedelta:
+    """When to ask for renewal info again: the CA's Retry-After within [1 minute, 1 day] (RFC 9773
+    §4.3 suggests such limits), 6 hours without one, and never later than the operator's ``cap``
+    (``--ari-recheck-max``; a cap below a minute is the operator's explicit choice and wins)."""
+    wanted = min(max(retry_after or ARI_DEFAULT_RECHECK, ARI_MIN_RECHECK), ARI_MAX_RECHECK)
+    return min(wanted, cap)
 
 
 def renewal_at(plain: datetime, ari: dict[str, Any] | None) -> datetime:

@@ -10,6 +10,7 @@ or it could act twice on the same journal step (for example create a second ACME
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections import defaultdict
@@ -48,7 +49,7 @@ class Metrics:
 
     def acme_request(self, kind: str, outcome: str, seconds: float) -> None: ...
     def issued(self, namespace: str, name: str, seconds: float | None) -> None: ...
-    def failure(self, reason: str) -> None: ...
+    def failure(self, reason: str, problem: str | None = None) -> None: ...
     def certificate(self, body: Mapping[str, Any] | None, key: ObjectKey) -> None: ...
     def issuer(self, body: Mapping[str, Any] | None, key: ObjectKey) -> None: ...
     def reconciled(self, kind: str, error: bool) -> None: ...
@@ -69,9 +70,11 @@ class Runtime:
     wake: Callable[[ObjectKey, float], None] = lambda key, delay: None
 
     async def io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a blocking call in the bounded pool."""
+        """Run a blocking call in the bounded pool, in a copy of the caller's context (as
+        ``asyncio.to_thread`` does), so log lines from the thread still name the object."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self.executor, call)
 
     def observe(self, key: ObjectKey, body: Mapping[str, Any] | None) -> bool:
         """Record a body from a watch event or a write; False when it is older than the cache."""
