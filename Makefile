@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## install the project and its dev tools into .venv
 
 include hack/lab.mk
+include hack/chart.mk
 
 lint: venv ## ruff, mypy --strict, import-linter
 	$(VENV)/bin/ruff check operator tests bench

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the lab's pinned binaries (kube-apiserver, kube-controller-manager, kubectl, etcd, Pebble,
-# pebble-challtestsrv) into .lab/bin.
+# pebble-challtestsrv, helm, step-ca, step, stepca-eab) into .lab/bin.
 #
 # A cold build of the Kubernetes binaries takes minutes on a small machine, so finished builds are
 # kept per machine in ${XDG_CACHE_HOME:-~/.cache}/acmebridge/lab-bin/<stamp>/ and only copied into
@@ -34,6 +34,16 @@ INSTALLED=(
   "pebble-challtestsrv=github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@v2.10.1"
   # helm renders, lints and installs the chart in tests/chart (newest 3.x on the Go proxy).
   "helm=helm.sh/helm/v3/cmd/helm@v3.22.0"
+  # step-ca and step run the lab's "existing enterprise PKI" (tests/lab/labstepca.py).
+  "step-ca=github.com/smallstep/certificates/cmd/step-ca@v0.30.2"
+  "step=github.com/smallstep/cli/cmd/step@v0.30.6"
+)
+
+# Small lab tools with a module of their own under hack/ (their go.mod and go.sum pin them):
+# name=directory, built with `go build` there.
+LOCAL=(
+  # Stores ACME EAB keys in step-ca's database (open-source step-ca has no API for it).
+  "stepca-eab=hack/stepca-eab"
 )
 
 # The version the Kubernetes binaries report comes from the pin itself, so it cannot drift.
@@ -53,13 +63,14 @@ stamp=$(
   {
     cat "$tools/go.mod" "$tools/go.sum"
     printf '%s\n' "${WRAPPED[@]}" "${INSTALLED[@]}" "$KUBE_LDFLAGS" "${KUBE_BUILD_FLAGS[@]}"
+    for entry in "${LOCAL[@]}"; do cat "$root/${entry#*=}"/go.mod "$root/${entry#*=}"/go.sum "$root/${entry#*=}"/*.go; done
     go env GOVERSION GOOS GOARCH CGO_ENABLED
   } | sha256sum | cut -c1-16
 )
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/acmebridge/lab-bin
 cache=$cache_root/$stamp
 names=()
-for entry in "${WRAPPED[@]}" "${INSTALLED[@]}"; do names+=("${entry%%=*}"); done
+for entry in "${WRAPPED[@]}" "${INSTALLED[@]}" "${LOCAL[@]}"; do names+=("${entry%%=*}"); done
 
 installed_is_current() {
   [[ -f $out/.stamp && $(<"$out/.stamp") == "$stamp" ]] || return 1
@@ -70,7 +81,7 @@ installed_is_current() {
 fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
 build_into() {
-  local dest=$1 total=$((${#WRAPPED[@]} + ${#INSTALLED[@]})) n=0 entry name pkg t0
+  local dest=$1 total=$((${#WRAPPED[@]} + ${#INSTALLED[@]} + ${#LOCAL[@]})) n=0 entry name pkg t0
   for entry in "${WRAPPED[@]}"; do
     name=${entry%%=*} pkg=${entry#*=} n=$((n + 1)) t0=$SECONDS
     echo ">> [$n/$total] building $name ($pkg, pinned in hack/tools/go.mod)"
@@ -90,6 +101,12 @@ build_into() {
     echo "   $name done in $(fmt_secs $((SECONDS - t0)))"
   done
   rmdir "$gobin"
+  for entry in "${LOCAL[@]}"; do
+    name=${entry%%=*} pkg=${entry#*=} n=$((n + 1)) t0=$SECONDS
+    echo ">> [$n/$total] building $name ($pkg, pinned in its go.mod)"
+    (cd "$root/$pkg" && go build -o "$dest/$name" .)
+    echo "   $name done in $(fmt_secs $((SECONDS - t0)))"
+  done
 }
 
 # Keeps the two newest cache entries: enough to switch between two branches without rebuilding.

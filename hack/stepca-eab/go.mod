@@ -6,6 +6,7 @@ go 1.26.0
 
 require (
 	github.com/smallstep/certificates v0.30.2
+	github.com/smallstep/linkedca v0.25.0
 	github.com/smallstep/nosql v0.8.0
 )
 
@@ -69,7 +70,6 @@ require (
 	github.com/slackhq/nebula v1.10.3 // indirect
 	github.com/smallstep/cli-utils v0.12.2 // indirect
 	github.com/smallstep/go-attestation v0.4.4-0.20241119153605-2306d5b464ca // indirect
-	github.com/smallstep/linkedca v0.25.0 // indirect
 	github.com/smallstep/pkcs7 v0.2.1 // indirect
 	github.com/smallstep/scep v0.0.0-20250318231241-a25cabb69492 // indirect
 	github.com/spf13/cast v1.7.0 // indirect

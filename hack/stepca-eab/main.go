@@ -1,11 +1,15 @@
-// Command stepca-eab stores an ACME external account binding (EAB) key in a stopped step-ca's
-// database and prints it as JSON: {"keyID": "...", "hmacKey": "<unpadded base64url>"}.
+// Command stepca-eab prepares a stopped step-ca for ACME external account binding (EAB): it makes
+// sure the database holds an ACME provisioner of the given name that requires EAB, stores new EAB
+// keys for it, and prints each key as one line of JSON: {"keyID": "...", "hmacKey": "<base64url>"}.
 //
-// Open-source step-ca verifies EAB against keys in its database, but its admin API for creating
-// them answers "only available in Certificate Manager", so `step ca acme eab add` cannot make
-// one. This program calls the very function that API would call (acme/db/nosql
-// CreateExternalAccountKey) on the same database, so the key is exactly what step-ca expects.
-// The database allows one process at a time: run it before step-ca starts.
+// Why a program of its own: open-source step-ca verifies EAB against keys in its database, but its
+// admin API for creating them answers "only available in Certificate Manager", so `step ca acme eab
+// add` cannot make one. This calls the functions that API and step-ca's provisioner migration call
+// (authority.ProvisionerToLinkedca, the admin database's CreateProvisioner, the ACME database's
+// CreateExternalAccountKey) on the same database, so provisioner and keys are exactly what step-ca
+// reads. It needs a database with provisioners (`step ca init --remote-management`), whose
+// provisioners have IDs that keys can be stored under. The database admits one process at a time:
+// run this before step-ca starts.
 package main
 
 import (
@@ -16,42 +20,94 @@ import (
 	"fmt"
 	"os"
 
-	acmenosql "github.com/smallstep/certificates/acme/db/nosql"
-	"github.com/smallstep/nosql"
+	"github.com/smallstep/certificates/acme/db/nosql"
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/admin"
+	adminnosql "github.com/smallstep/certificates/authority/admin/db/nosql"
+	"github.com/smallstep/certificates/authority/provisioner"
+	"github.com/smallstep/linkedca"
+	stepnosql "github.com/smallstep/nosql"
 )
 
 func main() {
-	dbType := flag.String("db-type", "bbolt", "the database type, as in ca.json's db.type")
+	dbType := flag.String("db-type", "badgerv2", "the database type, as in ca.json's db.type")
 	dataSource := flag.String("data-source", "", "the database, as in ca.json's db.dataSource")
-	// Provisioners read from ca.json (not from a managed database) have the empty ID, and the
-	// key is looked up by the provisioner's ID.
-	provisionerID := flag.String("provisioner-id", "", "ID of the ACME provisioner the key is for")
-	reference := flag.String("reference", "", "optional reference (an external system's name)")
+	name := flag.String("provisioner", "", "name of the ACME provisioner that requires EAB")
+	count := flag.Int("count", 1, "how many keys to create")
 	flag.Parse()
-	if *dataSource == "" {
-		fail(fmt.Errorf("-data-source is required"))
+	if *dataSource == "" || *name == "" {
+		fail(fmt.Errorf("-data-source and -provisioner are required"))
 	}
-	db, err := nosql.New(*dbType, *dataSource)
+	if err := run(*dbType, *dataSource, *name, *count); err != nil {
+		fail(err)
+	}
+}
+
+func run(dbType, dataSource, name string, count int) error {
+	ctx := context.Background()
+	db, err := stepnosql.New(dbType, dataSource)
 	if err != nil {
-		fail(fmt.Errorf("opening %s database %s: %w", *dbType, *dataSource, err))
+		return fmt.Errorf("opening %s database %s: %w", dbType, dataSource, err)
 	}
 	defer db.Close()
-	acmeDB, err := acmenosql.New(db)
+	id, err := eabProvisioner(ctx, db, name)
 	if err != nil {
-		fail(err)
+		return err
 	}
-	key, err := acmeDB.CreateExternalAccountKey(context.Background(), *provisionerID, *reference)
+	acmeDB, err := nosql.New(db)
 	if err != nil {
-		fail(err)
+		return err
 	}
-	out, err := json.Marshal(map[string]string{
-		"keyID":   key.ID,
-		"hmacKey": base64.RawURLEncoding.EncodeToString(key.HmacKey),
+	for range count {
+		// No reference: step-ca keeps references unique per provisioner, and nothing here
+		// looks keys up by one.
+		key, err := acmeDB.CreateExternalAccountKey(ctx, id, "")
+		if err != nil {
+			return err
+		}
+		line, err := json.Marshal(map[string]string{
+			"keyID":   key.ID,
+			"hmacKey": base64.RawURLEncoding.EncodeToString(key.HmacKey),
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Println(string(line))
+	}
+	return nil
+}
+
+// eabProvisioner returns the ID of the ACME provisioner called name, creating it (requiring EAB)
+// when the database has none of that name.
+func eabProvisioner(ctx context.Context, db stepnosql.DB, name string) (string, error) {
+	adminDB, err := adminnosql.New(db, admin.DefaultAuthorityID)
+	if err != nil {
+		return "", err
+	}
+	provs, err := adminDB.GetProvisioners(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range provs {
+		if p.GetName() != name {
+			continue
+		}
+		if p.GetType() != linkedca.Provisioner_ACME || !p.GetDetails().GetACME().GetRequireEab() {
+			return "", fmt.Errorf("provisioner %q exists but is not an ACME provisioner requiring EAB", name)
+		}
+		return p.GetId(), nil
+	}
+	// The conversion step-ca applies when it moves ca.json provisioners into the database.
+	p, err := authority.ProvisionerToLinkedca(&provisioner.ACME{
+		Type: "ACME", Name: name, RequireEAB: true,
 	})
 	if err != nil {
-		fail(err)
+		return "", err
 	}
-	fmt.Println(string(out))
+	if err := adminDB.CreateProvisioner(ctx, p); err != nil {
+		return "", err
+	}
+	return p.GetId(), nil
 }
 
 func fail(err error) {

@@ -2,22 +2,30 @@
 
 Like cmctl: ``renew`` sets the ``Issuing`` condition (reason ManuallyTriggered) and the operator
 does the rest; ``status`` explains from status and Events why a certificate is not ready;
-``inspect secret`` decodes a TLS Secret and checks it against its Certificate. Exit codes: 0 all
-good, 1 something is not ready or does not match, 2 usage or connection errors.
+``inspect secret`` decodes a TLS Secret and checks it against its Certificate. What they show is
+computed in ``clireport`` (pure); this module reads and prints.
+
+Exit codes, for scripts: 0 all good; 1 the command ran and found a problem (a Certificate not
+ready, a Secret that does not match, an object not found); 2 bad usage, or the cluster could not
+be asked (no kubeconfig, unreachable API server, permission refused, CRDs not installed).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-from collections.abc import Mapping
+import json
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from acmebridge.domain import chain as chains
-from acmebridge.domain.conditions import Condition, get_condition, set_condition
-from acmebridge.domain.keys import load_private_key, public_key_fingerprint
-from acmebridge.domain.timefmt import format_time
+from acmebridge import clireport
+from acmebridge.domain.conditions import Condition, set_condition
+
+OK, PROBLEM, USAGE = 0, 1, 2
+
+#: the reason ``renew`` sets on the Issuing condition; the operator's trigger looks for it
+MANUAL_REASON = "ManuallyTriggered"
 
 
 class CliError(Exception):
@@ -25,195 +33,181 @@ class CliError(Exception):
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    st = sub.add_parser("status", help="certificates and, for any not ready, why")
-    st.add_argument("-n", "--namespace", default=None)
-    st.add_argument("-A", "--all-namespaces", action="store_true")
+    st = sub.add_parser(
+        "status",
+        help="certificates and, for any not ready, why",
+        description="List Certificates; for each one not ready, say why (conditions, the ACME "
+        "order, recent Warning Events). Exit 1 when any is not ready.",
+    )
+    _cluster_flags(st)
+    scope = st.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", default=None)
+    scope.add_argument("-A", "--all-namespaces", action="store_true")
+    st.add_argument("-o", "--output", choices=("table", "json"), default="table")
     st.add_argument("name", nargs="?")
-    rn = sub.add_parser("renew", help="re-issue a certificate now")
+    rn = sub.add_parser(
+        "renew",
+        help="re-issue certificates now",
+        description="Ask the operator to re-issue these Certificates now (sets Issuing=True, "
+        f"reason {MANUAL_REASON}). Exit 1 when one does not exist.",
+    )
+    _cluster_flags(rn)
     rn.add_argument("-n", "--namespace", default=None)
-    rn.add_argument("name")
-    ins = sub.add_parser("inspect", help="decode and check a TLS Secret")
+    rn.add_argument("names", nargs="+", metavar="name")
+    ins = sub.add_parser(
+        "inspect",
+        help="decode and check a TLS Secret",
+        description="Show a TLS Secret's certificate, chain, key type and fingerprints, and check "
+        "it against its Certificate. Exit 1 when a check fails or the Secret does not exist.",
+    )
     ins.add_argument("what", choices=("secret",))
+    _cluster_flags(ins)
     ins.add_argument("-n", "--namespace", default=None)
     ins.add_argument("name")
 
 
-def _api() -> tuple[Any, str]:
+def _cluster_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
+    p.add_argument("--context", default=None, help="kubeconfig context; default: the current")
+
+
+def _kube(args: argparse.Namespace) -> tuple[Any, str]:
+    """The API on the chosen kubeconfig and context, and that context's namespace."""
     from kubernetes import client, config
 
-    try:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-        _, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-        ns = str(active.get("context", {}).get("namespace") or "default")
-    except Exception as e:
-        raise CliError(f"cannot load kubeconfig: {e}") from e
-    return client.ApiClient(), ns
-
-
-def _kube() -> tuple[Any, str]:
     from acmebridge.adapters.kube import Kube
 
-    api, ns = _api()
+    try:
+        api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=args.kubeconfig, context=args.context
+        )
+        contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=args.kubeconfig
+        )
+    except Exception as e:
+        raise CliError(f"cannot load kubeconfig: {e}") from e
+    if args.context:
+        active = next((c for c in contexts if c.get("name") == args.context), active)
+    ns = str((active or {}).get("context", {}).get("namespace") or "default")
+    assert isinstance(api, client.ApiClient)
     return Kube(api), ns
+
+
+def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """One API call; any failure other than "not found" (which ``Kube.get`` returns as None)
+    is exit 2: the question could not be asked."""
+    from acmebridge.adapters.kube import KubeError, NotFound
+
+    try:
+        return fn(*args, **kwargs)
+    except NotFound as e:
+        raise CliError(
+            f"{what}: the API server does not know this resource: are the acmebridge CRDs "
+            f"installed? ({e})"
+        ) from e
+    except KubeError as e:
+        if e.status == 0:
+            raise CliError(f"{what}: cannot reach the API server: {e.message}") from e
+        raise CliError(f"{what}: {e}") from e
 
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "renew":
-        return renew(args.namespace, args.name)
+        return renew(args)
     if args.command == "status":
-        return status(args.namespace, args.name, all_namespaces=args.all_namespaces)
+        return status(args)
     if args.command == "inspect":
-        return inspect_secret(args.namespace, args.name)
+        return inspect_secret(args)
     raise CliError(f"unknown command {args.command}")
 
 
-def renew(namespace: str | None, name: str) -> int:
-    from acmebridge.adapters.kube import KubeError, ours_path
+def renew(args: argparse.Namespace) -> int:
+    from acmebridge.adapters.kube import ours_path
 
-    kube, default_ns = _kube()
-    ns = namespace or default_ns
-    path = ours_path("certificates", ns, name)
-    try:
-        cert = kube.get(path)
-    except KubeError as e:
-        raise CliError(str(e)) from e
-    if cert is None:
-        print(f"Certificate {ns}/{name} not found")
-        return 1
-    conds = (cert.get("status") or {}).get("conditions") or []
-    cond = Condition(
-        type="Issuing",
-        status="True",
-        reason="ManuallyTriggered",
-        message="Certificate re-issuance manually triggered",
-        observed_generation=int(cert["metadata"].get("generation", 0)),
-        last_transition_time=datetime.now(UTC),
-    )
-    kube.merge_patch(path + "/status", {"status": {"conditions": set_condition(conds, cond)}})
-    print(f"Manually triggered issuance of Certificate {ns}/{name}")
-    return 0
-
-
-def _why(kube: Any, cert: Mapping[str, Any]) -> str:
-    from acmebridge.adapters.kube import core_path
-
-    status = cert.get("status") or {}
-    conds = status.get("conditions") or []
-    parts = []
-    for t in ("Ready", "Issuing"):
-        c = get_condition(conds, t)
-        if c is not None and not (t == "Ready" and c.status == "True"):
-            parts.append(f"{t}={c.status} {c.reason}: {c.message}")
-    meta = cert["metadata"]
-    events = kube.list(core_path("events", meta["namespace"]))
-    mine = [e for e in events if (e.get("involvedObject") or {}).get("uid") == meta.get("uid")]
-    mine.sort(key=lambda e: e.get("lastTimestamp") or "")
-    for e in mine[-3:]:
-        if e.get("type") == "Warning":
-            parts.append(f"event {e.get('reason')}: {e.get('message')}")
-    return "; ".join(parts) or "no condition yet: is the operator running?"
-
-
-def status(namespace: str | None, name: str | None, *, all_namespaces: bool) -> int:
-    from acmebridge.adapters.kube import KubeError, ours_path
-
-    kube, default_ns = _kube()
-    ns = None if all_namespaces else (namespace or default_ns)
-    try:
-        if name:
-            one = kube.get(ours_path("certificates", ns, name))
-            certs = [one] if one else []
-        else:
-            certs = kube.list(ours_path("certificates", ns))
-    except KubeError as e:
-        raise CliError(str(e)) from e
-    if not certs:
-        print("No certificates found")
-        return 1 if name else 0
-    rows = [("NAMESPACE", "NAME", "READY", "SECRET", "NOT AFTER", "RENEWAL")]
-    problems = []
-    for c in certs:
-        st = c.get("status") or {}
-        ready = get_condition(st.get("conditions") or [], "Ready")
-        r = ready.status if ready else "Unknown"
-        meta = c["metadata"]
-        rows.append(
-            (
-                meta["namespace"],
-                meta["name"],
-                r,
-                c["spec"].get("secretName", ""),
-                st.get("notAfter", "-"),
-                st.get("renewalTime", "-"),
-            )
-        )
-        if r != "True":
-            problems.append((f"{meta['namespace']}/{meta['name']}", _why(kube, c)))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    for who, why in problems:
-        print(f"\n{who} is not ready: {why}")
-    return 1 if problems else 0
-
-
-def inspect_secret(namespace: str | None, name: str) -> int:
-    from acmebridge.adapters.kube import core_path, ours_path
-    from acmebridge.domain.secret import CERTIFICATE_NAME_LABEL
-
-    kube, default_ns = _kube()
-    ns = namespace or default_ns
-    secret = kube.get(core_path("secrets", ns, name))
-    if secret is None:
-        print(f"Secret {ns}/{name} not found")
-        return 1
-    data = secret.get("data") or {}
-    crt = base64.b64decode(data.get("tls.crt", "")) if data.get("tls.crt") else b""
-    if not crt:
-        print(f"Secret {ns}/{name} has no tls.crt")
-        return 1
-    certs = chains.parse_pem_certificates(crt)
-    leaf = chains.cert_summary(certs[0])
-    ok = True
-    print(f"Secret {ns}/{name}")
-    print(f"  Subject:     {'CN=' + leaf.common_name if leaf.common_name else '-'}")
-    print(f"  DNS names:   {', '.join(leaf.dns_names) or '-'}")
-    print(f"  IP SANs:     {', '.join(leaf.ip_addresses) or '-'}")
-    print(f"  URI SANs:    {', '.join(leaf.uris) or '-'}")
-    print(f"  Issuer:      CN={leaf.issuer_common_name or ''}")
-    print(f"  Not before:  {format_time(leaf.not_before)}")
-    print(f"  Not after:   {format_time(leaf.not_after)}")
-    print(f"  Serial:      {leaf.serial}")
-    print(f"  Key:         {leaf.key_algorithm} {leaf.key_size}")
-    print(f"  Fingerprint: {public_key_fingerprint(certs[0])} (SHA-256 of the public key)")
-    print(f"  Chain:       {len(certs)} certificate(s)")
-    for c in certs[1:]:
-        print(f"               - {chains.describe(c.subject)}")
-    ca = base64.b64decode(data["ca.crt"]) if data.get("ca.crt") else b""
-    ca_name = chains.describe(chains.parse_pem_certificates(ca)[0].subject) if ca else "absent"
-    print(f"  ca.crt:      {ca_name}")
-    key = base64.b64decode(data.get("tls.key", "")) if data.get("tls.key") else b""
-    if key:
-        matches = public_key_fingerprint(load_private_key(key)) == public_key_fingerprint(certs[0])
-        print(f"  Key matches: {'yes' if matches else 'NO'}")
-        ok &= matches
-    if leaf.not_after <= datetime.now(UTC):
-        print("  EXPIRED")
-        ok = False
-    owner = (secret["metadata"].get("labels") or {}).get(CERTIFICATE_NAME_LABEL)
-    if owner:
-        cert = kube.get(ours_path("certificates", ns, owner))
+    kube, default_ns = _kube(args)
+    ns = args.namespace or default_ns
+    code = OK
+    for name in args.names:
+        path = ours_path("certificates", ns, name)
+        cert = _call(f"reading Certificate {ns}/{name}", kube.get, path)
         if cert is None:
-            print(f"  Certificate: {owner} (not found)")
-        else:
-            mismatch = chains.cert_mismatch(
-                leaf,
-                dns_names=cert["spec"].get("dnsNames") or [],
-                ip_addresses=cert["spec"].get("ipAddresses") or [],
-                uris=cert["spec"].get("uris") or [],
-                email_addresses=cert["spec"].get("emailAddresses") or [],
-                common_name=cert["spec"].get("commonName"),
-            )
-            print(f"  Certificate: {owner}: {'matches' if mismatch is None else mismatch}")
-            ok &= mismatch is None
-    return 0 if ok else 1
+            print(f"Certificate {ns}/{name} not found", file=sys.stderr)
+            code = PROBLEM
+            continue
+        conds = (cert.get("status") or {}).get("conditions") or []
+        cond = Condition(
+            type="Issuing",
+            status="True",
+            reason=MANUAL_REASON,
+            message="Certificate re-issuance manually triggered",
+            observed_generation=int(cert["metadata"].get("generation", 0)),
+            last_transition_time=datetime.now(UTC),
+        )
+        patch = {"status": {"conditions": set_condition(conds, cond)}}
+        _call(f"updating Certificate {ns}/{name}", kube.merge_patch, path + "/status", patch)
+        print(f"Manually triggered issuance of Certificate {ns}/{name}")
+    return code
+
+
+def status_scope(args: argparse.Namespace, default_ns: str) -> str | None:
+    """The namespace ``status`` looks in; None for all of them."""
+    if args.all_namespaces:
+        if args.name:
+            raise CliError("a NAME needs a namespace: use -n, not -A")
+        return None
+    return str(args.namespace or default_ns)
+
+
+def status(args: argparse.Namespace) -> int:
+    from acmebridge.adapters.kube import core_path, ours_path
+
+    kube, default_ns = _kube(args)
+    ns = status_scope(args, default_ns)
+    if args.name:
+        assert ns is not None
+        one = _call("reading Certificates", kube.get, ours_path("certificates", ns, args.name))
+        if one is None:
+            print(f"Certificate {ns}/{args.name} not found", file=sys.stderr)
+            return PROBLEM
+        certs = [one]
+    else:
+        certs = _call("listing Certificates", kube.list, ours_path("certificates", ns))
+    # Events are read only where a Certificate is not ready, one list per namespace.
+    events: dict[str, list[dict[str, Any]]] = {}
+    for c in certs:
+        cns = c["metadata"]["namespace"]
+        if not clireport.is_ready(c) and cns not in events:
+            events[cns] = _call(f"listing Events in {cns}", kube.list, core_path("events", cns))
+    rows = [
+        clireport.certificate_row(c, events.get(c["metadata"]["namespace"], []))
+        for c in sorted(certs, key=lambda c: (c["metadata"]["namespace"], c["metadata"]["name"]))
+    ]
+    if args.output == "json":
+        print(json.dumps([r.to_json() for r in rows], indent=2))
+    elif not rows:
+        where = "in any namespace" if ns is None else f"in namespace {ns}"
+        print(f"No Certificates found {where}")
+    else:
+        print(clireport.status_table(rows, show_namespace=ns is None))
+    return PROBLEM if any(r.problems for r in rows) else OK
+
+
+def inspect_secret(args: argparse.Namespace) -> int:
+    from acmebridge.adapters.kube import core_path, ours_path
+
+    kube, default_ns = _kube(args)
+    ns = args.namespace or default_ns
+    secret = _call(
+        f"reading Secret {ns}/{args.name}", kube.get, core_path("secrets", ns, args.name)
+    )
+    if secret is None:
+        print(f"Secret {ns}/{args.name} not found", file=sys.stderr)
+        return PROBLEM
+    certificate = None
+    owner = clireport.certificate_name_of(secret)
+    if owner:
+        path = ours_path("certificates", ns, owner)
+        certificate = _call(f"reading Certificate {ns}/{owner}", kube.get, path)
+    report = clireport.inspect_tls_secret(secret, certificate, now=datetime.now(UTC))
+    print(report.text())
+    return OK if report.ok else PROBLEM

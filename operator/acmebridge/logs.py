@@ -89,7 +89,7 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         about_ = subject(record)
         if about_ is None:
@@ -110,3 +110,7 @@ def configure_logging(fmt: str, level: str) -> None:
     # The HTTP client libraries log request lines (with URLs) at DEBUG; they add noise only.
     for noisy in ("urllib3", "kubernetes.client.rest", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    # kopf logs every watch event's handler at INFO ("Handler ... succeeded"); acmebridge logs
+    # what happened to the object itself, so kopf's per-event lines are kept for --verbose only.
+    if root.level > logging.DEBUG:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)

@@ -61,12 +61,13 @@ ACME_PROBLEMS = frozenset(
         "userActionRequired",
     }
 )
-#: the label value for a problem type outside that list
-OTHER_PROBLEM = "otherProblem"
+#: the label value for a problem type outside that list (the ACME client's request ``status``
+#: uses the same word)
+OTHER_PROBLEM = "problem"
 
 
 def problem_label(problem_type: str) -> str:
-    """The failure label of an ACME problem: its RFC 8555 short name, or ``otherProblem``."""
+    """The failure label of an ACME problem: its RFC 8555 short name, or ``problem``."""
     name = short_type(problem_type)
     return name if name in ACME_PROBLEMS else OTHER_PROBLEM
 
@@ -257,7 +258,15 @@ def _exercised() -> PrometheusMetrics:
     """A fresh instance with one sample in every series, so that collecting it shows labels."""
     m = PrometheusMetrics()
     when = "2030-01-01T00:00:00Z"
-    conditions = [{"type": "Ready", "status": "True"}]
+    conditions = [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "Ready",
+            "message": "",
+            "lastTransitionTime": when,
+        }
+    ]
     cert = {
         "status": {
             "conditions": conditions,

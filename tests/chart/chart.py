@@ -38,15 +38,18 @@ class HelmError(AssertionError):
     """helm exited non-zero; the message carries its output."""
 
 
-def run_helm(helm: Path, *args: str) -> str:
+def run_helm(helm: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
+    """Runs helm and returns its stdout; ``env`` adds variables (KUBECONFIG for a cluster)."""
+    # helm keeps caches, repositories and plugins under $HOME by default; none are needed here.
+    scratch = Path(tempfile.gettempdir()) / "acmebridge-helm"
+    dirs = {f"HELM_{d}_HOME": str(scratch / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}
     result = subprocess.run(
         [str(helm), *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-        # helm keeps its caches and repository config under $HOME by default; none are needed.
-        env={**os.environ, "HELM_CACHE_HOME": tempfile.gettempdir() + "/acmebridge-helm-cache"},
+        env={**os.environ, **dirs, **(env or {})},
     )
     if result.returncode != 0:
         raise HelmError(f"helm {' '.join(args)} failed:\n{result.stdout}{result.stderr}")

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.lab import labfiles, labparts, labprobes, labproc
+from tests.lab import labfiles, labparts, labprobes, labproc, labstepca
 from tests.lab.labparts import Component, Layout, Ports
 
 NOT_RUNNING = "not running"
@@ -66,6 +66,7 @@ def up(layout: Layout) -> None:
         problem = health(layout)
         if problem is None:
             _say(f"lab: already running and healthy, reusing it (env: {layout.env_file})")
+            _ensure_stepca(layout, began)
             return
         if problem != NOT_RUNNING:
             _say(f"lab: partly up ({problem}): stopping it and starting afresh")
@@ -77,6 +78,15 @@ def up(layout: Layout) -> None:
             _say("lab: start failed, stopping what did start (logs stay in .lab/logs)")
             _stop(layout)
             raise
+        _ensure_stepca(layout, began)
+
+
+def _ensure_stepca(layout: Layout, began: float) -> None:
+    # step-ca needs nothing from the cluster: it is started alone when missing or unhealthy, so
+    # that adding it to (or restarting it in) a running lab leaves the cluster alone.
+    if labstepca.ensure(layout, launch=lambda stage: _launch(layout, stage), say=_say):
+        labfiles.write_env(layout)
+        _say(f"lab: step-ca up in {time.monotonic() - began:.1f}s")
 
 
 def health(layout: Layout) -> str | None:
@@ -342,7 +352,7 @@ def status(layout: Layout) -> int:
             _say(f"   {proc.name:<24} pid {proc.pid:<8} {'running' if proc.alive() else 'dead'}")
         return 1
     ok = True
-    for component in _components(layout, ports):
+    for component in [*_components(layout, ports), *labstepca.components(layout)]:
         found = procs.get(component.name)
         if found is None or not found.alive():
             line, ok = "not running", False
@@ -373,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             down(layout)
         else:
             return status(layout)
-    except LabError as exc:
+    except (LabError, labstepca.StepCaError) as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1
     return 0

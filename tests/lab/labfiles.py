@@ -11,6 +11,7 @@ import json
 import shlex
 from pathlib import Path
 
+from tests.lab import labstepca
 from tests.lab.labparts import (
     CHALLTESTSRV_MGMT_PORT,
     DNS_PORT,
@@ -141,14 +142,18 @@ def env_values(layout: Layout) -> dict[str, str]:
         "LAB_DNS_SERVER": f"127.0.0.1:{DNS_PORT}",
         "LAB_HTTP01_PORT": str(HTTP01_PORT),
         "LAB_INGRESS_CLASS": INGRESS_CLASS,
+        **labstepca.env_values(layout),
     }
 
 
 def write_env(layout: Layout) -> None:
     lines = [f"{key}={shlex.quote(value)}" for key, value in env_values(layout).items()]
-    layout.env_file.write_text(
+    # Through a rename, so that a test reading it while `up` rewrites it never sees half a file.
+    partial = layout.env_file.with_name(f".{layout.env_file.name}.partial")
+    partial.write_text(
         "# Written by `labctl up`; source it in a shell.\n" + "\n".join(lines) + "\n"
     )
+    partial.replace(layout.env_file)
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -118,9 +118,7 @@ class ExtraPebble:
         deadline = time.monotonic() + START_TIMEOUT
         while (problem := probe()) is not None:
             if not self.running():
-                raise RuntimeError(
-                    f"Pebble {self.name} exited:\n{labproc.log_tail(self.log_path)}"
-                )
+                raise RuntimeError(f"Pebble {self.name} exited:\n{labproc.log_tail(self.log_path)}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(

@@ -19,6 +19,7 @@ import kopf
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from acmebridge import logs
 from acmebridge.adapters.kube import Kube
 from acmebridge.config import OperatorConfig
 from acmebridge.reconcile.accounts import Account
@@ -72,9 +73,10 @@ class Operator:
         plural = key[0]
         error = False
         try:
-            if plural == "certificates":
-                return await reconcile_certificate(self.rt, key, self.accounts)
-            return await reconcile_issuer(self.rt, key, self.accounts, self.issuer_failures)
+            with logs.about(*key):
+                if plural == "certificates":
+                    return await reconcile_certificate(self.rt, key, self.accounts)
+                return await reconcile_issuer(self.rt, key, self.accounts, self.issuer_failures)
         except Exception:
             error = True
             raise
@@ -92,6 +94,7 @@ class Operator:
             self.queue.forget(key)
             if plural != "certificates":
                 self.accounts.pop(key, None)
+                self.metrics.issuer(None, key)
                 self._wake_dependents(key)
             else:
                 self.metrics.certificate(None, key)

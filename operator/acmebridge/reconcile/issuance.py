@@ -289,6 +289,7 @@ async def _work(
         await ctx.flush()
         return _delay(order.retry_after, poll)
     if step is Step.FINALIZE:
+        journal = await _challenges_valid(ctx, journal)
         csr = build_csr(
             key,
             common_name=ctx.spec.common_name,
@@ -321,6 +322,20 @@ async def _work(
         key=key,
     )
     return await _finish(ctx, account, written, renewing=secret is not None)
+
+
+async def _challenges_valid(ctx: Ctx, journal: OrderJournal) -> OrderJournal:
+    """A ready order has every authorization valid (RFC 8555 §7.1.6). The CA often validates
+    the last answered challenge before the operator looks at its authorization again, so say
+    here that the challenges this issuance answered are valid."""
+    for rec in journal.authorizations:
+        ch = rec.challenge
+        if ch is None or not ch.answered or ch.state == "valid":
+            continue
+        valid = replace(rec, state="valid", challenge=replace(ch, state="valid"))
+        journal = journal.with_authorization(valid)
+        await ctx.event("Normal", "ChallengeValid", f"Challenge for {rec.identifier} is valid")
+    return journal
 
 
 def _subject(spec: CertificateSpec) -> dict[str, list[str]]:
