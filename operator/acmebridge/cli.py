@@ -3,7 +3,7 @@
 Like cmctl: ``renew`` sets the ``Issuing`` condition (reason ManuallyTriggered) and the operator
 does the rest; ``status`` explains from status and Events why a certificate is not ready;
 ``inspect secret`` decodes a TLS Secret and checks it against its Certificate. What they show is
-computed in ``clireport`` (pure); this module reads and prints.
+computed in ``statusreport`` and ``secretreport`` (pure); this module reads and prints.
 
 Exit codes, for scripts: 0 all good; 1 the command ran and found a problem (a Certificate not
 ready, a Secret that does not match, an object not found); 2 bad usage, or the cluster could not
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from acmebridge import clireport
+from acmebridge import secretreport, statusreport
 from acmebridge.domain.conditions import Condition, set_condition
 
 OK, PROBLEM, USAGE = 0, 1, 2
@@ -108,6 +108,8 @@ def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except KubeError as e:
         if e.status == 0:
             raise CliError(f"{what}: cannot reach the API server: {e.message}") from e
+        if e.status == 403:
+            raise CliError(f"{what}: permission refused: {e.message}") from e
         raise CliError(f"{what}: {e}") from e
 
 
@@ -144,7 +146,8 @@ def renew(args: argparse.Namespace) -> int:
             last_transition_time=datetime.now(UTC),
         )
         patch = {"status": {"conditions": set_condition(conds, cond)}}
-        _call(f"updating Certificate {ns}/{name}", kube.merge_patch, path + "/status", patch)
+        what = f"updating the status of Certificate {ns}/{name} (renew needs that permission)"
+        _call(what, kube.merge_patch, path + "/status", patch)
         print(f"Manually triggered issuance of Certificate {ns}/{name}")
     return code
 
@@ -159,7 +162,7 @@ def status_scope(args: argparse.Namespace, default_ns: str) -> str | None:
 
 
 def status(args: argparse.Namespace) -> int:
-    from acmebridge.adapters.kube import core_path, ours_path
+    from acmebridge.adapters.kube import KubeError, core_path, ours_path
 
     kube, default_ns = _kube(args)
     ns = status_scope(args, default_ns)
@@ -172,14 +175,21 @@ def status(args: argparse.Namespace) -> int:
         certs = [one]
     else:
         certs = _call("listing Certificates", kube.list, ours_path("certificates", ns))
-    # Events are read only where a Certificate is not ready, one list per namespace.
+    # Events are read only where a Certificate is not ready, one list per namespace. A user who
+    # may not read Events still gets the conditions, which say most of it.
     events: dict[str, list[dict[str, Any]]] = {}
     for c in certs:
         cns = c["metadata"]["namespace"]
-        if not clireport.is_ready(c) and cns not in events:
-            events[cns] = _call(f"listing Events in {cns}", kube.list, core_path("events", cns))
+        if not statusreport.is_ready(c) and cns not in events:
+            try:
+                events[cns] = kube.list(core_path("events", cns))
+            except KubeError as e:
+                if e.status != 403:
+                    raise CliError(f"listing Events in {cns}: {e}") from e
+                print(f"acmebridge: not allowed to list Events in {cns}", file=sys.stderr)
+                events[cns] = []
     rows = [
-        clireport.certificate_row(c, events.get(c["metadata"]["namespace"], []))
+        statusreport.certificate_row(c, events.get(c["metadata"]["namespace"], []))
         for c in sorted(certs, key=lambda c: (c["metadata"]["namespace"], c["metadata"]["name"]))
     ]
     if args.output == "json":
@@ -188,7 +198,7 @@ def status(args: argparse.Namespace) -> int:
         where = "in any namespace" if ns is None else f"in namespace {ns}"
         print(f"No Certificates found {where}")
     else:
-        print(clireport.status_table(rows, show_namespace=ns is None))
+        print(statusreport.status_table(rows, show_namespace=ns is None))
     return PROBLEM if any(r.problems for r in rows) else OK
 
 
@@ -204,10 +214,10 @@ def inspect_secret(args: argparse.Namespace) -> int:
         print(f"Secret {ns}/{args.name} not found", file=sys.stderr)
         return PROBLEM
     certificate = None
-    owner = clireport.certificate_name_of(secret)
+    owner = secretreport.certificate_name_of(secret)
     if owner:
         path = ours_path("certificates", ns, owner)
         certificate = _call(f"reading Certificate {ns}/{owner}", kube.get, path)
-    report = clireport.inspect_tls_secret(secret, certificate, now=datetime.now(UTC))
+    report = secretreport.inspect_tls_secret(secret, certificate, now=datetime.now(UTC))
     print(report.text())
     return OK if report.ok else PROBLEM

@@ -97,9 +97,7 @@ class OperatorConfig:
             ),
             ari_recheck_max=timedelta(
                 seconds=float(
-                    e.get(
-                        "ACMEBRIDGE_ARI_RECHECK_MAX_SECONDS", d.ari_recheck_max.total_seconds()
-                    )
+                    e.get("ACMEBRIDGE_ARI_RECHECK_MAX_SECONDS", d.ari_recheck_max.total_seconds())
                 )
             ),
             metrics_port=int(e.get("ACMEBRIDGE_METRICS_PORT", d.metrics_port)),

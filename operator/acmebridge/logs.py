@@ -110,6 +110,11 @@ def configure_logging(fmt: str, level: str) -> None:
     # The HTTP client libraries log request lines (with URLs) at DEBUG; they add noise only.
     for noisy in ("urllib3", "kubernetes.client.rest", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    # kopf says "Handler '_certificate_event' succeeded." at INFO for every watch event, that is
+    # for every status write: thousands of lines an hour that say nothing. Its warnings and
+    # errors (a handler that raised, a watch that broke) still show; --verbose shows it all.
+    if root.level > logging.DEBUG:
+        logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, root.level))
     # kopf logs every watch event's handler at INFO ("Handler ... succeeded"); acmebridge logs
     # what happened to the object itself, so kopf's per-event lines are kept for --verbose only.
     if root.level > logging.DEBUG:

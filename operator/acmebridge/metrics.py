@@ -172,6 +172,12 @@ class PrometheusMetrics(Metrics):
             ["kind"],
             registry=r,
         )
+        self.kube_requests = Counter(
+            "acmebridge_kube_api_requests_total",
+            "Requests to the Kubernetes API by method and status class (2xx, 4xx, 5xx, error)",
+            ["method", "code"],
+            registry=r,
+        )
         self._solvers = 0
         self._solvers_lock = threading.Lock()
 
@@ -199,6 +205,10 @@ class PrometheusMetrics(Metrics):
         with self._solvers_lock:
             self._solvers = max(0, self._solvers + delta)
             self.solvers_live.set(self._solvers)
+
+    def kube_request(self, method: str, status: int) -> None:
+        code = f"{status // 100}xx" if status else "error"
+        self.kube_requests.labels(method, code).inc()
 
     def reconciled(self, kind: str, error: bool) -> None:
         self.reconciles.labels(kind).inc()
@@ -282,6 +292,7 @@ def _exercised() -> PrometheusMetrics:
     m.failure("Failed", "urn:ietf:params:acme:error:connection")
     m.solvers(1)
     m.reconciled("certificates", error=True)
+    m.kube_request("PATCH", 200)
     return m
 
 

@@ -489,13 +489,13 @@ NOT_READY = [
         "an Issuer that borrows a Certificate's private key as its account key is refused",
         issuer("borrow-key", privateKeySecretRef={"name": CONTROL_SECRET, "key": "tls.key"}),
         "SecretConflict",
-        f"Secret '{CONTROL_SECRET}' belongs to Certificate '{CONTROL}'",
+        f"/{CONTROL_SECRET}' belongs to Certificate '{CONTROL}'; an Issuer cannot use",
     ),
     not_ready(
         "an Issuer that uses a Certificate's private key as its EAB key is refused",
         issuer("borrow-eab", externalAccountBinding=_eab(CONTROL_SECRET, "tls.key")),
         "SecretConflict",
-        f"Secret '{CONTROL_SECRET}' belongs to Certificate '{CONTROL}'",
+        f"/{CONTROL_SECRET}' belongs to Certificate '{CONTROL}'; an Issuer cannot use",
     ),
     not_ready(
         "an Issuer whose EAB Secret is missing is not ready",
@@ -513,8 +513,8 @@ NOT_READY = [
     not_ready(
         "an Issuer whose EAB key is not base64url is not ready",
         issuer("eab-garbage", externalAccountBinding=_eab("eab-not-base64url")),
-        "InvalidEABKey",
-        "is not an unpadded base64url MAC key",
+        "EABSecretInvalid",
+        "the MAC key is not base64 text",
         setup=(EAB_NOT_BASE64URL,),
     ),
     not_ready(
@@ -600,6 +600,21 @@ NOT_READY = [
 ]
 
 CATALOGUE = REFUSED + NOT_READY
+
+# Valid names at their limits, which must simply work. Cut at a label's 63 characters the
+# Issuer's "Issuer.<name>" ends in '-', and the Certificate's name ends in '-' there and in '.'
+# at 200 characters, where the operator derives the names of its Events and pending keys.
+LONG_ISSUER = "i" * 55 + "-" + "j" * 30
+LONG_CERTIFICATE = "a" * 62 + "-" + "b" * 136 + "." + "c" * 53
+AT_THE_LIMITS = [
+    issuer(LONG_ISSUER),
+    certificate(
+        LONG_CERTIFICATE,
+        issuerRef={"name": LONG_ISSUER},
+        secretName="long-name-tls",
+        dnsNames=[f"long-name.{DOMAIN}"],
+    ),
+]
 
 
 def good_issuer() -> Manifest:

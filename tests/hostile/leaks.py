@@ -50,32 +50,39 @@ def _b64url(n: int) -> str:
 
 
 def key_needles(name: str, pem: bytes) -> dict[str, str]:
-    """Spellings of the private key in ``pem``: PEM body lines, base64 of the PEM, JWK 'd'."""
+    """Spellings of the private part of the key in ``pem``.
+
+    Only what depends on the private key is searched for: a PEM's first body line (a private-key
+    structure's header and the start of its secret), the start of the base64 of the whole PEM
+    (how a Secret's ``data`` holds it), and the secret numbers in hex, decimal and base64url (a
+    JWK's ``d``). Later PEM lines are left out on purpose: they carry the public key, which CSRs
+    and certificates publish and logs may show.
+    """
     found: dict[str, str] = {}
     text = pem.decode("ascii", "replace")
     body = [line for line in text.splitlines() if line and not line.startswith("-----")]
-    for i, line in enumerate(body):
-        if len(line) >= CHUNK:
-            found[f"{name}: PEM line {i + 1}"] = line[:CHUNK]
-    for i, chunk in enumerate(_chunks(base64.b64encode(pem).decode())):
+    if body:
+        found[f"{name}: PEM first line"] = body[0][:CHUNK]
+    for i, chunk in enumerate(_chunks(base64.b64encode(pem).decode())[:3]):
         found[f"{name}: base64 of the PEM, piece {i + 1}"] = chunk
     key = serialization.load_pem_private_key(pem, password=None)
+    secrets: dict[str, int] = {}
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        found[f"{name}: private scalar (JWK d)"] = _b64url(key.private_numbers().private_value)
-        found[f"{name}: private scalar (hex)"] = format(key.private_numbers().private_value, "x")
+        secrets["private scalar"] = key.private_numbers().private_value
     elif isinstance(key, rsa.RSAPrivateKey):
-        d = key.private_numbers().d
-        found[f"{name}: private exponent (JWK d)"] = _b64url(d)[:CHUNK]
-        found[f"{name}: private exponent (hex)"] = format(d, "x")[:CHUNK]
+        numbers = key.private_numbers()
+        secrets.update({"private exponent": numbers.d, "prime p": numbers.p, "prime q": numbers.q})
     elif isinstance(key, ed25519.Ed25519PrivateKey):
         raw = key.private_bytes(
             serialization.Encoding.Raw,
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-        found[f"{name}: private bytes (JWK d)"] = (
-            base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-        )
+        secrets["private bytes"] = int.from_bytes(raw, "big")
+    for what, number in secrets.items():
+        found[f"{name}: {what} (base64url, as JWK d)"] = _b64url(number)[:CHUNK]
+        found[f"{name}: {what} (hex)"] = format(number, "x")[:CHUNK]
+        found[f"{name}: {what} (decimal)"] = str(number)[:CHUNK]
     return found
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -34,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tests.lab import labprobes, labproc
-from tests.lab.labparts import DNS_PORT, HTTP01_PORT, Component, Layout
+from tests.lab.labparts import DNS_PORT, HTTP01_PORT, Component, Layout, child_env
 
 STEPCA = "step-ca"
 AIA = "pki-aia"
@@ -221,7 +220,7 @@ def stop(layout: Layout) -> None:
     """Stops step-ca and the AIA server (if they run) and removes their state."""
     names = {c.name for c in components(layout)}
     procs = [p for p in labproc.recorded(layout.run) if p.name in names]
-    # step-ca closes its database on SIGTERM; a second's grace keeps it consistent.
+    # step-ca closes its database on SIGTERM; the grace time lets it finish doing so.
     left = labproc.terminate([p.pid for p in procs if p.alive()], grace=5)
     if left:
         raise StepCaError(f"step-ca processes survived SIGKILL: {left}")
@@ -290,6 +289,7 @@ def _make_eab_keys(layout: Layout, db: Mapping[str, str]) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        env=child_env(layout),
         check=False,
     )
     if result.returncode != 0:
@@ -306,14 +306,12 @@ def _make_eab_keys(layout: Layout, db: Mapping[str, str]) -> None:
 
 
 def _step(layout: Layout, *args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
-    env["STEPPATH"] = str(steppath(layout))
     result = subprocess.run(
         [str(layout.bin / "step"), *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env=child_env(layout, {"STEPPATH": str(steppath(layout))}),
         check=False,
     )
     if result.returncode != 0:

@@ -23,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from acmebridge.adapters.acme_client import AcmeSession
+from acmebridge.adapters.acme_messages import AccountRef
 from acmebridge.adapters.kube import Kube, core_path
 from tests.lab import labparts, labprobes, labproc
 from tests.lab.conftest import acme_spec, b64_file, make_certificate, make_issuer
@@ -310,6 +312,28 @@ def test_a_wrong_eab_secret_gives_ready_false_with_the_servers_message(
     assert "ErrRegisterACMEAccount" in event_reasons(k, namespace, "wrong")
 
 
+def test_a_mac_key_that_is_not_base64_is_refused_before_it_is_sent(
+    k: Kube, namespace: str, operator: OperatorProcess, stepca: Mapping[str, str]
+) -> None:
+    # Refused before any request, so no key of the pool is spent.
+    eab_secret(k, namespace, "eab", "not a MAC key!")
+    spec = stepca_spec(
+        stepca,
+        server=stepca["STEPCA_EAB_DIRECTORY_URL"],
+        externalAccountBinding=binding("kid-never-sent", "eab"),
+    )
+    make_issuer(k, namespace, "mangled", spec)
+    refused = wait_issuer(
+        k,
+        namespace,
+        "mangled",
+        status="False",
+        reason="InvalidEABKey",
+        says=(f"Secret '{namespace}/eab' key 'secret' is not an unpadded base64url MAC key",),
+    )
+    assert "not a MAC key" not in ready_message(refused)
+
+
 def test_an_eab_pebble_refuses_an_unbound_account_and_issues_to_a_bound_one(
     lab: Any, k: Kube, namespace: str, operator: OperatorProcess, eab_pebble: EabPebble
 ) -> None:
@@ -341,6 +365,7 @@ def test_an_eab_pebble_refuses_an_unbound_account_and_issues_to_a_bound_one(
         "profiles": ["default"],
         "profileDescriptions": {"default": "90 days"},
         "externalAccountRequired": True,
+        "termsOfService": "data:text/plain,Do%20what%20thou%20wilt",
     }
     make_certificate(k, namespace, "web", issuerRef={"name": "bound"}, dnsNames=["eab.pebble.test"])
     ready(k, namespace, "web")
@@ -352,10 +377,28 @@ def test_an_eab_pebble_refuses_an_unbound_account_and_issues_to_a_bound_one(
 
 # -- 5. profiles --------------------------------------------------------------------------------
 
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     "classic": {"description": "90 days", "validityPeriod": 90 * DAY},
     "shortlived": {"description": "6 days", "validityPeriod": 6 * DAY},
 }
+
+
+def server_order_profiles(
+    k: Kube, namespace: str, certificate: str, issuer: Mapping[str, Any], pebble: ExtraPebble
+) -> list[str | None]:
+    """The profile of each order the Certificate created, as the ACME server reports it (read
+    with the Issuer's account key from its Secret)."""
+    events = k.list(core_path("events", namespace))
+    urls = [
+        e["message"].split()[3].rstrip(",")
+        for e in events
+        if e["reason"] == "OrderCreated" and e["involvedObject"]["name"] == certificate
+    ]
+    assert urls, f"no OrderCreated event for {certificate}"
+    key_pem = secret_data(k, namespace, "pebble-account")["tls.key"]
+    account = AccountRef(uri=issuer["status"]["acme"]["uri"], key_pem=key_pem)
+    with AcmeSession(pebble.directory_url, ca_bundle=pebble.tls_ca.read_bytes()) as session:
+        return [session.get_order(account, url).profile for url in urls]
 
 
 @pytest.mark.parametrize(
@@ -374,7 +417,12 @@ def test_each_profile_gives_the_validity_it_promises(
     profile: str,
 ) -> None:
     pebble = pebble_factory(profiles=PROFILES)
-    make_issuer(k, namespace, "pebble", pebble_spec(lab, pebble, profile=profile))
+    make_issuer(
+        k,
+        namespace,
+        "pebble",
+        pebble_spec(lab, pebble, profile=profile, privateKeySecretRef={"name": "pebble-account"}),
+    )
     issuer = wait_issuer(k, namespace, "pebble")
     assert directory_status(issuer)["profiles"] == ["classic", "shortlived"]
     assert directory_status(issuer)["profileDescriptions"] == {
@@ -384,10 +432,13 @@ def test_each_profile_gives_the_validity_it_promises(
     make_certificate(k, namespace, "web", issuerRef={"name": "pebble"}, dnsNames=["p.pebble.test"])
     ready(k, namespace, "web")
 
+    # Pebble picks a random profile for an order that names none, so the lifetime alone could
+    # match by chance: the order as the server recorded it must name the profile.
+    assert server_order_profiles(k, namespace, "web", issuer, pebble) == [profile]
     leaf = load_chain(secret_data(k, namespace, "web-tls")["tls.crt"])[0]
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
     # Pebble's notAfter is the last second of the validity period.
-    promised = timedelta(seconds=int(PROFILES[profile]["validityPeriod"]))  # type: ignore[call-overload]
+    promised = timedelta(seconds=int(PROFILES[profile]["validityPeriod"]))
     assert lifetime == promised - timedelta(seconds=1), lifetime
 
 
@@ -504,32 +555,40 @@ def test_a_ca_bundle_that_does_not_match_the_servers_tls_is_reported_on_the_issu
     namespace: str,
     operator_factory: Callable[..., OperatorProcess],
     stepca: Mapping[str, str],
+    tmp_path: Path,
     server: str,
 ) -> None:
-    # The operator's own trust store would accept both servers: caBundle must be the only trust,
-    # with no fallback to what the process or the system trusts.
-    both = Path(lab.env["LAB_DIR"]) / "logs" / f"trust-{namespace}.pem"
-    both.write_bytes(
+    # The operator process's default trust accepts both servers, so a fallback from caBundle to
+    # it would make the mismatched Issuer ready.
+    default_trust = tmp_path / "default-trust.pem"
+    default_trust.write_bytes(
         Path(stepca["STEPCA_TLS_CA"]).read_bytes() + Path(lab.env["PEBBLE_TLS_CA"]).read_bytes()
     )
-    trust = {"SSL_CERT_FILE": str(both), "REQUESTS_CA_BUNDLE": str(both)}
-    operator_factory(namespace, process_env=trust)
+    operator_factory(
+        namespace,
+        process_env={"SSL_CERT_FILE": str(default_trust), "REQUESTS_CA_BUNDLE": str(default_trust)},
+    )
     if server == "step-ca":
         spec = stepca_spec(stepca, caBundle=b64_file(lab.env["PEBBLE_TLS_CA"]))
     else:
         spec = acme_spec(lab, caBundle=b64_file(stepca["STEPCA_TLS_CA"]))
     make_issuer(k, namespace, "mistrusted", spec)
+    without_bundle = {key: value for key, value in spec.items() if key != "caBundle"}
+    make_issuer(
+        k, namespace, "default-trust", {**without_bundle, "privateKeySecretRef": {"name": "other"}}
+    )
 
-    refused = wait_issuer(
+    wait_issuer(
         k,
         namespace,
         "mistrusted",
         status="False",
         reason="TLSError",
-        says=("not trusted by spec.acme.caBundle",),
+        says=(
+            "the ACME server's TLS certificate is not trusted by spec.acme.caBundle",
+            "unable to get local issuer certificate",
+        ),
     )
-    assert "certificate verify failed" in ready_message(
-        refused
-    ) or "unable to get" in ready_message(refused), ready_message(refused)
     assert "TLSError" in event_reasons(k, namespace, "mistrusted")
-    both.unlink()
+    # The same server with no caBundle: the default trust is used, and it does trust the server.
+    wait_issuer(k, namespace, "default-trust")

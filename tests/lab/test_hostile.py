@@ -192,10 +192,8 @@ def _apply_catalogue(lab: Any, k: Kube, run: Run) -> None:
         else:
             if case.outcome == "refused":
                 run.accepted.add(case.id)
-    k.create(
-        _path(cat.control_certificate(cat.LATE_CONTROL), ns),
-        cat.control_certificate(cat.LATE_CONTROL),
-    )
+    for manifest in [cat.control_certificate(cat.LATE_CONTROL), *cat.AT_THE_LIMITS]:
+        k.create(_path(manifest, ns), cat.materialise(manifest, values))
 
     # Wait until every runtime case has its answer, and the late control its certificate.
     pending = [c for c in cat.NOT_READY]
@@ -206,8 +204,11 @@ def _apply_catalogue(lab: Any, k: Kube, run: Run) -> None:
             run.objects[case.id] = body
             if _settled(case, body):
                 pending.remove(case)
-        late = _is_ready(k, ns, "certificates", cat.LATE_CONTROL)
-        return not pending and late is not None
+        issued = [
+            _is_ready(k, ns, _plural(m), m["metadata"]["name"])
+            for m in [cat.control_certificate(cat.LATE_CONTROL), *cat.AT_THE_LIMITS]
+        ]
+        return not pending and all(issued)
 
     with contextlib.suppress(AssertionError):  # each case's own test reports what is missing
         wait_for(
@@ -281,6 +282,21 @@ def test_the_operator_kept_issuing_after_the_whole_catalogue(k: Kube, run: Run) 
         assert secret is not None and secret["type"] == "kubernetes.io/tls"
         assert base64.b64decode(secret["data"]["tls.crt"]).startswith(b"-----BEGIN CERTIFICATE")
     assert run.operator.alive()
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        pytest.param(m, id=f"a {m['kind']} named with {len(m['metadata']['name'])} characters")
+        for m in cat.AT_THE_LIMITS
+    ],
+)
+def test_valid_names_at_their_limits_work(k: Kube, run: Run, manifest: dict[str, Any]) -> None:
+    name = manifest["metadata"]["name"]
+    body = _is_ready(k, run.namespace, _plural(manifest), name)
+    assert body is not None, _describe(
+        k, get_object(k.api, GROUP, VERSION, _plural(manifest), run.namespace, name)
+    )
 
 
 def test_every_secret_that_existed_before_is_byte_identical(run: Run) -> None:

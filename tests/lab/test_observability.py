@@ -13,7 +13,7 @@ module (each issuance costs seconds, and every test here only reads):
   self check gets HTTP 404, so the operator never answers the challenge (which would make the
   order invalid): the Certificate waits, and says why. Not a failure.
 - ``orphan``: names an Issuer that does not exist: Ready=False IssuerNotFound. Not an issuance
-  failure either.
+  failure either, nor is ``conflict``, whose Secret name is taken by someone else's Secret.
 
 The operator logs JSON at DEBUG, so the logs can be checked for object fields and key material.
 """
@@ -231,6 +231,19 @@ def world(lab: Any, k: Kube) -> Iterator[World]:
             ("orphan", "missing", f"orphan.{ns}.lab.test"),
         ):
             make_certificate(k, ns, name, issuerRef={"name": issuer}, dnsNames=[host])
+        # A Secret someone else made, which the Certificate ``conflict`` names.
+        k.create(
+            core_path("secrets", ns),
+            {"metadata": {"name": "taken"}, "type": "Opaque", "data": {"a": "Yg=="}},
+        )
+        make_certificate(
+            k,
+            ns,
+            "conflict",
+            issuerRef={"name": "pebble"},
+            secretName="taken",
+            dnsNames=[f"conflict.{ns}.lab.test"],
+        )
         _wait_cert(w, "web", _ready_is("True"), "to be Ready")
         _wait_cert(w, "again", _ready_is("True"), "to be Ready")
         _wait_cert(
@@ -241,6 +254,7 @@ def world(lab: Any, k: Kube) -> Iterator[World]:
         )
         _wait_cert(w, "misrouted", _issuing_waits_on("HTTP 404"), "to wait on its self check")
         _wait_cert(w, "orphan", _ready_is("False", "IssuerNotFound"), "to be IssuerNotFound")
+        _wait_cert(w, "conflict", _ready_is("False", "SecretConflict"), "to be SecretConflict")
         yield w
     finally:
         if operator is not None:
@@ -307,10 +321,11 @@ def test_a_failed_challenge_is_an_issuance_failure_and_a_missing_issuer_is_not(
         describe=lambda: f"a connection failure in\n{world.metrics().text}",
     )
     reasons = {s["reason"] for s in m.series("acmebridge_issuance_failures_total")}
-    # Neither the missing issuer nor the waiting self check is an issuance failure.
+    # Neither the missing issuer, the foreign Secret nor the waiting self check is an issuance
+    # failure.
     assert reasons == {"connection"}, reasons
     assert (m.value("acmebridge_acme_client_requests_total", kind="answer_challenge") or 0) > 0
-    for name in ("unreachable", "orphan"):
+    for name in ("unreachable", "orphan", "conflict"):
         who = {"namespace": world.ns, "name": name}
         assert m.value("acmebridge_certificate_ready_status", **who, condition="False") == 1
         assert m.value("acmebridge_certificate_expiration_timestamp_seconds", **who) is None
@@ -362,6 +377,7 @@ def test_events_say_each_step_and_never_carry_key_material(world: World) -> None
         assert reason in web, (reason, web)
     assert {"ChallengePresented", "ChallengeAnswered", "Failed"} <= world.reasons("unreachable")
     assert "IssuerNotFound" in world.reasons("orphan")
+    assert "SecretConflict" in world.reasons("conflict")
     assert "ChallengePresented" in world.reasons("misrouted")
     events = world.events()
     failed = [e for e in events if e["reason"] == "Failed"]
@@ -392,6 +408,9 @@ def test_status_lists_certificates_and_explains_those_not_ready(world: World) ->
     assert "Ready=False IssuerNotFound: Issuer 'missing' does not exist" in out
     assert f"Certificate {world.ns}/misrouted is not ready:" in out
     assert "self check" in out and "HTTP 404" in out
+    # Its Issuer was not ready when it was created; once issuing, Ready no longer says so.
+    misrouted = condition(world.cert("misrouted"), "Ready")
+    assert misrouted is None or misrouted["reason"] != "IssuerNotReady", misrouted
     assert f"Certificate {world.ns}/web is not ready" not in out
 
     one = world.cli("status", "-n", world.ns, "web")
@@ -403,7 +422,7 @@ def test_status_as_json(world: World) -> None:
     result = world.cli("status", "-n", world.ns, "-o", "json")
     assert result.returncode == 1, result
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert set(rows) == {"web", "again", "unreachable", "misrouted", "orphan"}
+    assert set(rows) == {"web", "again", "unreachable", "misrouted", "orphan", "conflict"}
     assert rows["web"]["ready"] == "True" and rows["web"]["problems"] == []
     assert rows["web"]["notAfter"] == world.cert("web")["status"]["notAfter"]
     assert rows["orphan"]["reason"] == "IssuerNotFound"
@@ -438,6 +457,55 @@ def test_an_unreachable_cluster_exits_2(world: World, tmp_path: Path) -> None:
     result = world.cli("status", "-n", world.ns, env={**world.env, "KUBECONFIG": str(broken)})
     assert result.returncode == 2, result
     assert "cannot reach the API server" in result.stderr
+
+
+def test_a_reader_gets_status_and_renew_without_permission_exits_2(
+    world: World, tmp_path: Path
+) -> None:
+    # A user who may read Certificates but not update their status, as a namespace viewer.
+    rbac = group_path("rbac.authorization.k8s.io", "v1", "roles", world.ns)
+    world.k.create(core_path("serviceaccounts", world.ns), {"metadata": {"name": "viewer"}})
+    world.k.create(
+        rbac,
+        {
+            "metadata": {"name": "viewer"},
+            "rules": [
+                {
+                    "apiGroups": [GROUP],
+                    "resources": ["certificates"],
+                    "verbs": ["get", "list"],
+                }
+            ],
+        },
+    )
+    world.k.create(
+        group_path("rbac.authorization.k8s.io", "v1", "rolebindings", world.ns),
+        {
+            "metadata": {"name": "viewer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "viewer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": world.ns}],
+        },
+    )
+    token = world.k.create(
+        core_path("serviceaccounts", world.ns, "viewer") + "/token",
+        {"spec": {"expirationSeconds": 600}},
+    )["status"]["token"]
+    config = json.loads(Path(world.env["KUBECONFIG"]).read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    viewer = tmp_path / "kubeconfig"
+    viewer.write_text(json.dumps(config))
+    env = {**world.env, "KUBECONFIG": str(viewer)}
+
+    assert world.cli("status", "-n", world.ns, "web", env=env).returncode == 0
+    # Without access to Events, status still explains from the conditions.
+    orphan = world.cli("status", "-n", world.ns, "orphan", env=env)
+    assert orphan.returncode == 1, orphan
+    assert "IssuerNotFound" in orphan.stdout
+    assert "not allowed to list Events" in orphan.stderr
+    result = world.cli("renew", "-n", world.ns, "web", env=env)
+    assert result.returncode == 2, result
+    assert "permission refused" in result.stderr and "renew needs" in result.stderr
 
 
 def test_inspect_secret_shows_the_certificate_and_checks_it(world: World) -> None:

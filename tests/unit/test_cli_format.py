@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from acmebridge import cli, clireport
+from acmebridge import cli, secretreport, statusreport
 from acmebridge.__main__ import main
 from acmebridge.reconcile.certificate import MANUAL_REASON
 
@@ -92,7 +92,7 @@ def event(
     ],
 )
 def test_is_ready(cert: dict[str, Any], ready: bool) -> None:
-    assert clireport.is_ready(cert) is ready
+    assert statusreport.is_ready(cert) is ready
 
 
 @pytest.mark.parametrize(
@@ -184,7 +184,7 @@ def test_is_ready(cert: dict[str, Any], ready: bool) -> None:
 def test_why_not_ready(
     cert: dict[str, Any], events: list[dict[str, Any]], expected: list[str]
 ) -> None:
-    assert clireport.why_not_ready(cert, events) == expected
+    assert statusreport.why_not_ready(cert, events) == expected
 
 
 def test_the_status_table_aligns_columns_and_explains_what_is_not_ready() -> None:
@@ -195,9 +195,9 @@ def test_the_status_table_aligns_columns_and_explains_what_is_not_ready() -> Non
     )
     broken = certificate(cond("Ready", "False", "IssuerNotFound", "Issuer 'x' does not exist"))
     broken["metadata"] = {**broken["metadata"], "name": "api", "namespace": "payments-prod"}
-    rows = [clireport.certificate_row(c, []) for c in (ready, broken)]
+    rows = [statusreport.certificate_row(c, []) for c in (ready, broken)]
     assert rows[0].problems == ()
-    text = clireport.status_table(rows, show_namespace=True)
+    text = statusreport.status_table(rows, show_namespace=True)
     assert text.splitlines() == [
         "NAMESPACE      NAME  READY  REASON          SECRET   ISSUER              "
         "NOT AFTER             RENEWAL",
@@ -210,14 +210,14 @@ def test_the_status_table_aligns_columns_and_explains_what_is_not_ready() -> Non
         "  Ready=False IssuerNotFound: Issuer 'x' does not exist",
     ]
     assert (
-        clireport.status_table(rows[:1], show_namespace=False)
+        statusreport.status_table(rows[:1], show_namespace=False)
         .splitlines()[0]
         .startswith("NAME  READY")
     )
 
 
 def test_a_status_row_as_json() -> None:
-    row = clireport.certificate_row(certificate(cond("Ready", "False", "Failed", "no")), [])
+    row = statusreport.certificate_row(certificate(cond("Ready", "False", "Failed", "no")), [])
     assert row.to_json() == {
         "namespace": "shop",
         "name": "web",
@@ -242,7 +242,7 @@ def test_a_status_row_as_json() -> None:
     ],
 )
 def test_relative(delta: timedelta, text: str) -> None:
-    assert clireport.relative(delta) == text
+    assert secretreport.relative(delta) == text
 
 
 # -- inspect secret --------------------------------------------------------------------------
@@ -285,13 +285,13 @@ def other_key() -> bytes:
     )
 
 
-def failed(report: clireport.InspectReport) -> dict[str, str]:
+def failed(report: secretreport.InspectReport) -> dict[str, str]:
     return {c.what: c.detail for c in report.checks if not c.ok}
 
 
 def test_a_good_secret_passes_every_check_and_shows_what_it_holds() -> None:
     ready = certificate(cond("Ready", "True", "Ready"), notAfter="2124-01-01T00:00:00Z")
-    report = clireport.inspect_tls_secret(tls_secret(), ready, now=NOW)
+    report = secretreport.inspect_tls_secret(tls_secret(), ready, now=NOW)
     assert failed(report) == {}
     assert report.ok
     assert [c.what for c in report.checks] == [
@@ -404,7 +404,7 @@ def test_a_good_secret_passes_every_check_and_shows_what_it_holds() -> None:
 def test_inspect_finds_what_is_wrong(
     secret: dict[str, Any], cert: dict[str, Any] | None, now: datetime, expected: dict[str, str]
 ) -> None:
-    report = clireport.inspect_tls_secret(secret, cert, now=now)
+    report = secretreport.inspect_tls_secret(secret, cert, now=now)
     assert failed(report) == expected
     assert not report.ok
     for what in expected:
@@ -437,12 +437,12 @@ def test_inspect_finds_what_is_wrong(
 def test_inspect_of_a_secret_without_a_usable_certificate(
     secret: dict[str, Any], expected: dict[str, str]
 ) -> None:
-    report = clireport.inspect_tls_secret(secret, None, now=NOW)
+    report = secretreport.inspect_tls_secret(secret, None, now=NOW)
     assert failed(report) == expected
 
 
 def test_a_secret_acmebridge_does_not_manage_is_only_decoded() -> None:
-    report = clireport.inspect_tls_secret(tls_secret(annotations={}), None, now=NOW)
+    report = secretreport.inspect_tls_secret(tls_secret(annotations={}), None, now=NOW)
     assert report.ok
     assert dict(report.fields)["Certificate"] == "none (the Secret is not managed by acmebridge)"
     assert {c.what for c in report.checks} == {"validity", "chain", "ca.crt", "tls.key"}
@@ -463,7 +463,7 @@ def test_a_secret_acmebridge_does_not_manage_is_only_decoded() -> None:
     ],
 )
 def test_which_certificate_a_secret_belongs_to(metadata: dict[str, Any], name: str | None) -> None:
-    assert clireport.certificate_name_of({"metadata": metadata}) == name
+    assert secretreport.certificate_name_of({"metadata": metadata}) == name
 
 
 # -- the command line ------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def test_the_reference_in_docs_is_the_registry() -> None:
 
 def test_every_series_is_prefixed_and_counters_end_in_total() -> None:
     families = list(PrometheusMetrics().registry.collect())
-    assert len(families) == 13
+    assert len(families) == 14
     for family in families:
         assert family.name.startswith("acmebridge_"), family.name
         for sample in family.samples:
@@ -231,3 +231,19 @@ def test_reconciles_and_their_errors_by_resource(m: PrometheusMetrics) -> None:
     assert value(m, "acmebridge_controller_reconcile_total", kind="certificates") == 2
     assert value(m, "acmebridge_controller_reconcile_errors_total", kind="certificates") == 1
     assert value(m, "acmebridge_controller_reconcile_errors_total", kind="issuers") is None
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        pytest.param(201, "2xx", id="a create"),
+        pytest.param(409, "4xx", id="a conflict"),
+        pytest.param(503, "5xx", id="a server error"),
+        pytest.param(0, "error", id="the server was not reached"),
+    ],
+)
+def test_kubernetes_requests_by_method_and_status_class(
+    m: PrometheusMetrics, status: int, code: str
+) -> None:
+    m.kube_request("POST", status)
+    assert value(m, "acmebridge_kube_api_requests_total", method="POST", code=code) == 1

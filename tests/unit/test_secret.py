@@ -60,8 +60,21 @@ def tls_secret(**overrides: Any) -> dict[str, Any]:
         ),
         pytest.param(
             meta({s.CERTIFICATE_NAME_LABEL: "web"}, {"team": "shop"}),
-            s.Ownership.OURS,
-            id="a Secret with our label whose UID annotation was removed is adopted",
+            s.Ownership.FOREIGN,
+            id="a Secret with our label but no UID annotation is not adopted",
+        ),
+        pytest.param(
+            meta({s.CERTIFICATE_NAME_LABEL: "web"}, {s.CERTIFICATE_UID_ANNOTATION: ""}),
+            s.Ownership.FOREIGN,
+            id="a Secret with our label and an empty UID annotation is foreign",
+        ),
+        pytest.param(
+            meta(
+                {s.CERTIFICATE_NAME_LABEL: "web", s.ACCOUNT_KEY_LABEL: "Issuer.ca"},
+                {s.CERTIFICATE_UID_ANNOTATION: UID},
+            ),
+            s.Ownership.FOREIGN,
+            id="an ACME account key Secret is never taken as the TLS Secret",
         ),
         pytest.param(
             meta({s.CERTIFICATE_NAME_LABEL: "web"}, {s.CERTIFICATE_UID_ANNOTATION: OTHER_UID}),
@@ -100,6 +113,11 @@ def test_ownership(metadata: dict[str, Any] | None, expected: s.Ownership) -> No
     assert s.ownership(metadata, certificate_name="web", certificate_uid=UID) is expected
 
 
+def test_a_certificate_without_a_uid_owns_nothing() -> None:
+    metadata = meta({s.CERTIFICATE_NAME_LABEL: "web"}, {s.CERTIFICATE_UID_ANNOTATION: ""})
+    assert s.ownership(metadata, certificate_name="web", certificate_uid="") is s.Ownership.FOREIGN
+
+
 def test_ownership_of_a_certificate_with_a_long_name() -> None:
     name = "a-very-long-certificate-name-" * 5
     label = s.certificate_name_label(name)
@@ -124,8 +142,11 @@ def test_certificate_name_label_keeps_short_names(name: str, expected: str) -> N
 def test_certificate_name_label_hashes_long_names_into_a_valid_label() -> None:
     first = s.certificate_name_label("web." + "x" * 100 + ".one")
     second = s.certificate_name_label("web." + "x" * 100 + ".two")
-    assert first != second
-    for value in (first, second):
+    # Cut where the hash is appended, these would end in '-' and '.', which no label value may.
+    hyphen = s.certificate_name_label("a" * 51 + "-" + "b" * 20)
+    dot = s.certificate_name_label("a" * 51 + "." + "b" * 20)
+    assert len({first, second, hyphen, dot}) == 4
+    for value in (first, second, hyphen, dot):
         assert len(value) <= 63 and LABEL_VALUE.match(value)
 
 
@@ -134,8 +155,18 @@ def test_certificate_name_label_hashes_long_names_into_a_valid_label() -> None:
     [
         pytest.param(
             meta(),
-            "label it acmebridge.io/certificate-name=web",
-            id="says how to adopt an unlabelled Secret",
+            "was not written by acmebridge; choose another spec.secretName",
+            id="says that an unlabelled Secret is someone else's",
+        ),
+        pytest.param(
+            meta({s.CERTIFICATE_NAME_LABEL: "web"}),
+            f"annotate it acmebridge.io/certificate-uid={UID}",
+            id="says how to hand a Secret without the UID annotation over",
+        ),
+        pytest.param(
+            meta({s.ACCOUNT_KEY_LABEL: "Issuer.internal-ca"}),
+            "holds the ACME account key of Issuer 'internal-ca'",
+            id="names the Issuer whose account key the Secret holds",
         ),
         pytest.param(
             meta({s.CERTIFICATE_NAME_LABEL: "api"}, {s.CERTIFICATE_NAME_ANNOTATION: "api"}),
@@ -144,7 +175,7 @@ def test_certificate_name_label_hashes_long_names_into_a_valid_label() -> None:
         ),
         pytest.param(
             meta({s.CERTIFICATE_NAME_LABEL: "web"}, {s.CERTIFICATE_UID_ANNOTATION: OTHER_UID}),
-            "remove its acmebridge.io/certificate-uid annotation",
+            f"annotate it acmebridge.io/certificate-uid={UID}",
             id="says how a recreated Certificate takes its Secret back",
         ),
         pytest.param(

@@ -17,8 +17,8 @@ Invariants (the transport ones are explained in ``acme_transport``):
   status and Retry-After), ``TLSTrustError`` for certificate verification, ``AcmeUnavailable`` for
   everything that says the server could not be used. Caller mistakes (a malformed key or CSR)
   raise ``ValueError`` before any request is made.
-- ``badNonce`` is retried once by ``ClientNetwork.post``; the retry uses the nonce from the error
-  response (RFC 8555 §6.5) rather than fetching a new one.
+- ``badNonce`` is retried by ``Network.post`` (up to ``BAD_NONCE_ATTEMPTS`` in all); each retry
+  uses the nonce from the error response (RFC 8555 §6.5) rather than fetching a new one.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The HTTP side of the ACME adapter: certbot's ``ClientNetwork`` on a shared transport.
 
-``Network`` keeps the library's JWS signing and its single ``badNonce`` retry, and changes only
-the transport underneath:
+``Network`` keeps the library's JWS signing, retries ``badNonce`` a few times rather than once,
+and changes only the transport underneath:
 
 - one ``requests.Session``, trust setting and nonce pool per directory (``Transport``), shared by
   every account and thread, while each call gets its own ``Network`` bound to one account key:
@@ -44,6 +44,7 @@ from acmebridge.adapters.acme_messages import parse_retry_after
 log = logging.getLogger(__name__)
 
 MAX_POOLED_NONCES = 64
+BAD_NONCE_ATTEMPTS = 8
 _EC_ALGORITHMS = {"secp256r1": ES256, "secp384r1": ES384, "secp521r1": ES512}
 
 
@@ -101,7 +102,8 @@ class HttpError(Exception):
 class Network(acme_client.ClientNetwork):
     """``ClientNetwork`` for one call: one account key, the directory's shared transport.
 
-    Overrides keep the library's signing, JWS and badNonce retry, and change only transport:
+    Overrides keep the library's signing and JWS, retry badNonce up to ``BAD_NONCE_ATTEMPTS``
+    times, and change only transport:
     streamed size-limited reads, the shared nonce pool, and problem documents that keep their
     HTTP status and Retry-After (the library drops both, and turns every 409 into a bare
     ``ConflictError`` that loses RFC 9773's ``alreadyReplaced``).
@@ -123,6 +125,24 @@ class Network(acme_client.ClientNetwork):
     def __del__(self) -> None:
         # The library closes its requests.Session here; this one is shared: AcmeSession.close().
         pass
+
+    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+        """POST, retrying ``badNonce`` up to ``BAD_NONCE_ATTEMPTS`` times in all.
+
+        RFC 8555 §6.5 asks clients to retry a ``badNonce`` with a fresh nonce, which the error
+        response carries. The library retries once; a CA that rejects many nonces (Pebble's
+        ``PEBBLE_WFE_NONCEREJECT``, a load balancer over servers that do not share nonces) would
+        then fail whole issuance steps, each costing a backoff. A rejected nonce changes nothing
+        on the server, so repeating the request is safe.
+        """
+        for attempt in range(1, BAD_NONCE_ATTEMPTS + 1):
+            try:
+                return self._post_once(*args, **kwargs)
+            except messages.Error as error:
+                if error.code != "badNonce" or attempt == BAD_NONCE_ATTEMPTS:
+                    raise
+                log.debug("attempt %d of %d: %s; retrying", attempt, BAD_NONCE_ATTEMPTS, error)
+        raise AssertionError("unreachable")
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         t = self._transport

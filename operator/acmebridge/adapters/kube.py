@@ -206,7 +206,8 @@ class Kube:
         namespace = meta.get("namespace") or "default"
         uid = str(meta.get("uid", ""))
         digest = hashlib.sha256(f"{uid}\x00{type_}\x00{reason}\x00{message}".encode()).hexdigest()
-        name = f"{str(meta.get('name', 'object'))[:200]}.{digest[:16]}"
+        # A cut ending in '.' or '-' would make the Event's name invalid ("x..<digest>").
+        name = f"{str(meta.get('name', 'object'))[:200].rstrip('-.')}.{digest[:16]}"
         stamp = format_time(now)
         path = core_path("events", namespace)
         existing = self.get(core_path("events", namespace, name))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import urlsplit
 
+from acmebridge.domain.chain import MAX_BUNDLE_CERTS, parse_pem_certificates
 from acmebridge.domain.fields import Fields, check_object_name, invalid
 from acmebridge.domain.frozen import (
     FrozenDict,
@@ -415,10 +416,22 @@ def _check_server(path: str, value: str) -> None:
             f"{value!r} must be the https:// URL of the ACME directory, for example "
             "https://ca.internal.example/acme/acme/directory (RFC 8555 §6.1 requires HTTPS)",
         )
+    if "@" in parts.netloc or "\\" in value or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        # URL parsers disagree on the host of such a URL (urlsplit and urllib3 pick different
+        # ones), and a password in it would be shown wherever the server is: status, Events.
+        invalid(
+            path,
+            f"{value!r} must not carry a user name or password, a backslash or control "
+            "characters: write the directory URL as https://host[:port]/path",
+        )
 
 
 def _pem_bundle(acme: Fields, key: str) -> bytes | None:
-    """Decode a base64 PEM bundle and make sure it holds a certificate; parsing is pki's job."""
+    """Decode a base64 PEM bundle and parse it, with the limits of ``domain.chain``.
+
+    Parsed here, once per spec, so that a broken bundle is an InvalidSpec that names the field,
+    rather than an error wherever the bundle is used later (the ACME session, ``ca.crt``).
+    """
     text = acme.string(key)
     if text is None:
         return None
@@ -437,4 +450,8 @@ def _pem_bundle(acme: Fields, key: str) -> bytes | None:
         acme.fail(key, f"must be at most {MAX_PEM_BYTES} bytes of PEM")
     if _PEM_CERT_MARKER not in data:
         acme.fail(key, "must hold at least one PEM certificate (-----BEGIN CERTIFICATE-----)")
+    try:
+        parse_pem_certificates(data, max_bytes=MAX_PEM_BYTES, max_certs=MAX_BUNDLE_CERTS)
+    except ValueError as e:
+        acme.fail(key, str(e))  # chain's messages say where, and never quote the input
     return data

@@ -161,7 +161,7 @@ class OrderJournal:
                 profile=str(d["profile"]) if d.get("profile") else None,
                 error=str(d["error"]) if d.get("error") else None,
             )
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, ValueError, TypeError, OverflowError):  # int(inf): json.loads("1e999")
             return None
 
     def with_authorization(self, authz: AuthorizationRecord) -> OrderJournal:

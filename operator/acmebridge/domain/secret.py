@@ -7,10 +7,12 @@ Ownership (DESIGN.md section 2): the operator writes a Secret only when it is ab
 this Certificate's name label *and* UID annotation. Anything else is ``SecretConflict`` and the
 Secret is left alone. cert-manager re-adopts a Secret when a Certificate of the same name is
 deleted and recreated; acmebridge does not, because "same name" is also what a second
-Certificate in another Git repository, or a restore from an old backup, looks like. To let a
-recreated Certificate take a Secret over, remove its ``acmebridge.io/certificate-uid``
-annotation: a Secret with our name label and no UID annotation is adopted, and the next write
-stamps the new UID. :func:`conflict_message` tells the user exactly that.
+Certificate in another Git repository, or a restore from an old backup, looks like. Nor does it
+adopt a Secret that has the name label but no UID annotation: a label alone proves nothing
+(cert-manager's #7871 and #2469 are Secrets overwritten or emptied on such a guess). Handing a
+Secret to a recreated Certificate is a deliberate act by someone who may write Secrets: set its
+``acmebridge.io/certificate-uid`` annotation to the new Certificate's UID, and the operator
+renews it in place. :func:`conflict_message` says exactly that.
 
 Pending keys: a private key generated for an issuance that has not finished lives in its own
 Opaque Secret, never in status. The Certificate's status names that Secret, and whoever can
@@ -41,6 +43,8 @@ RESERVED_PREFIX = "acmebridge.io/"
 
 CERTIFICATE_NAME_LABEL = "acmebridge.io/certificate-name"
 PENDING_KEY_FOR_LABEL = "acmebridge.io/pending-key-for"
+ACCOUNT_KEY_LABEL = "acmebridge.io/account-key-for"
+"""On the ACME account key Secrets the operator generates, valued ``<Kind>.<issuer name>``."""
 
 CERTIFICATE_NAME_ANNOTATION = "acmebridge.io/certificate-name"
 CERTIFICATE_UID_ANNOTATION = "acmebridge.io/certificate-uid"
@@ -62,18 +66,28 @@ _LABEL_VALUE_MAX = 63
 _HASH_SUFFIX = 10
 
 
+def label_value(text: str) -> str:
+    """``text`` as a label value: unchanged up to 63 characters, else a prefix and a hash.
+
+    Label values are limited to 63 characters but object names may have 253. Cutting a name at
+    63 is not enough: the cut may end in '-' or '.', which a label value may not, and the API
+    server would refuse the object. A longer text becomes a prefix (without a trailing '-' or
+    '.') plus a hash of the whole text, which stays unique.
+    """
+    if len(text) <= _LABEL_VALUE_MAX:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:_HASH_SUFFIX]
+    prefix = text[: _LABEL_VALUE_MAX - _HASH_SUFFIX - 1].rstrip("-.")
+    return f"{prefix}-{digest}"
+
+
 def certificate_name_label(certificate_name: str) -> str:
     """The value of the ``acmebridge.io/certificate-name`` label for a Certificate name.
 
-    Label values are limited to 63 characters but object names may have 253; a longer name
-    becomes a 52-character prefix plus a hash of the whole name, which stays unique. The full
-    name is always in the ``acmebridge.io/certificate-name`` annotation.
+    See :func:`label_value`; the full name is always in the ``acmebridge.io/certificate-name``
+    annotation.
     """
-    if len(certificate_name) <= _LABEL_VALUE_MAX:
-        return certificate_name
-    digest = hashlib.sha256(certificate_name.encode()).hexdigest()[:_HASH_SUFFIX]
-    prefix = certificate_name[: _LABEL_VALUE_MAX - _HASH_SUFFIX - 1].rstrip("-.")
-    return f"{prefix}-{digest}"
+    return label_value(certificate_name)
 
 
 class Ownership(Enum):
@@ -94,18 +108,20 @@ def ownership(
 ) -> Ownership:
     """Whether the Certificate may write the Secret with this metadata (``None``: no Secret).
 
-    ``OURS`` needs our name label and either our UID annotation or none (adoption, see the
-    module docstring). A pending-key Secret is never ``OURS``: pointing ``secretName`` at one
-    must not turn a private key store into a TLS Secret.
+    ``OURS`` needs both our name label and our UID annotation (see the module docstring). A
+    pending-key or account-key Secret is never ``OURS``: pointing ``secretName`` at one must
+    not turn a private key store into a TLS Secret.
     """
     if secret_metadata is None:
         return Ownership.ABSENT
     labels = _strings(secret_metadata, "labels")
     uid = _strings(secret_metadata, "annotations").get(CERTIFICATE_UID_ANNOTATION)
     if (
-        labels.get(CERTIFICATE_NAME_LABEL) == certificate_name_label(certificate_name)
+        certificate_uid
+        and uid == certificate_uid
+        and labels.get(CERTIFICATE_NAME_LABEL) == certificate_name_label(certificate_name)
         and PENDING_KEY_FOR_LABEL not in labels
-        and (uid is None or uid == certificate_uid)
+        and ACCOUNT_KEY_LABEL not in labels
     ):
         return Ownership.OURS
     return Ownership.FOREIGN
@@ -119,13 +135,22 @@ def conflict_message(
     labels = _strings(secret_metadata, "labels")
     annotations = _strings(secret_metadata, "annotations")
     owner = labels.get(CERTIFICATE_NAME_LABEL)
+    hand_over = (
+        f"annotate it {CERTIFICATE_UID_ANNOTATION}={certificate_uid} (kubectl annotate "
+        "--overwrite) to hand it to this Certificate"
+    )
     if PENDING_KEY_FOR_LABEL in labels:
         return f"Secret {name!r} holds a pending private key; choose another spec.secretName"
+    if ACCOUNT_KEY_LABEL in labels:
+        kind, _, issuer = str(labels[ACCOUNT_KEY_LABEL]).partition(".")
+        return (
+            f"Secret {name!r} holds the ACME account key of {kind} {issuer!r}; choose another "
+            "spec.secretName"
+        )
     if owner is None:
         return (
-            f"Secret {name!r} exists and was not written by acmebridge; delete it, or label it "
-            f"{CERTIFICATE_NAME_LABEL}={certificate_name_label(certificate_name)} to let "
-            f"Certificate {certificate_name!r} take it over"
+            f"Secret {name!r} exists and was not written by acmebridge; choose another "
+            "spec.secretName, or delete the Secret if it is not needed"
         )
     if owner != certificate_name_label(certificate_name):
         other = annotations.get(CERTIFICATE_NAME_ANNOTATION, owner)
@@ -133,10 +158,16 @@ def conflict_message(
             f"Secret {name!r} belongs to Certificate {other!r}; two Certificates cannot share "
             "a spec.secretName"
         )
+    uid = annotations.get(CERTIFICATE_UID_ANNOTATION)
+    if uid is None:
+        return (
+            f"Secret {name!r} carries the name label of Certificate {certificate_name!r} but has "
+            f"no {CERTIFICATE_UID_ANNOTATION} annotation, so nothing shows it was written for "
+            f"this Certificate; delete it, or {hand_over}"
+        )
     return (
         f"Secret {name!r} was written for an earlier Certificate {certificate_name!r} (UID "
-        f"{annotations.get(CERTIFICATE_UID_ANNOTATION)}, this one is {certificate_uid}); remove "
-        f"its {CERTIFICATE_UID_ANNOTATION} annotation to let this Certificate take it over"
+        f"{uid}, this one is {certificate_uid}); delete it, or {hand_over}"
     )
 
 

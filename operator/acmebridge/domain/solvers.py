@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from acmebridge.domain.secret import certificate_name_label
 from acmebridge.domain.spec import Http01IngressSolver, Solver
 
 SOLVER_LABEL = "acmebridge.io/solver"
@@ -88,7 +89,13 @@ def object_name(certificate_uid: str, token: str) -> str:
 
 
 def solver_labels(*, certificate_name: str, name: str) -> dict[str, str]:
-    return {SOLVER_LABEL: "http01", CERTIFICATE_LABEL: certificate_name[:63], CHALLENGE_LABEL: name}
+    # The same label value the TLS Secret carries: a long name cut at 63 characters may end in
+    # '-' or '.', which the API server refuses in a label.
+    return {
+        SOLVER_LABEL: "http01",
+        CERTIFICATE_LABEL: certificate_name_label(certificate_name),
+        CHALLENGE_LABEL: name,
+    }
 
 
 def owner_reference(*, certificate_name: str, certificate_uid: str) -> dict[str, Any]:

@@ -10,19 +10,24 @@ Issuer's spec changes, so Certificates share its HTTP connection and nonce pool.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from acmebridge.adapters import acme_client as acme
 from acmebridge.adapters.acme_messages import AccountRef, DirectoryInfo
+from acmebridge.adapters.acme_transport import load_account_key
 from acmebridge.adapters.kube import Conflict, core_path
+from acmebridge.domain import secret as secrets
 from acmebridge.domain.errors import SpecError
 from acmebridge.domain.spec import AcmeIssuerSpec
 from acmebridge.reconcile.runtime import ObjectKey, Runtime
 
-ACCOUNT_KEY_LABEL = "acmebridge.io/account-key-for"
+ACCOUNT_KEY_LABEL = secrets.ACCOUNT_KEY_LABEL
 ISSUER_UID_ANNOTATION = "acmebridge.io/issuer-uid"
 
 
@@ -54,19 +59,57 @@ def secrets_namespace(rt: Runtime, issuer: Mapping[str, Any]) -> str:
     return str(issuer["metadata"]["namespace"])
 
 
+# User info, backslashes, whitespace and control characters: URL parsers disagree on where the
+# host of such a URL is (see server_allowed).
+_AMBIGUOUS_URL = re.compile(r"[@\\\s\x00-\x1f\x7f]")
+
+
+def _url_parts(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) with the scheme's default port; ValueError when unparsable."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"https": 443, "http": 80}.get(scheme, 0)
+    return scheme, (parts.hostname or "").lower().rstrip("."), port, parts.path or "/"
+
+
 def server_allowed(server: str, allowed: tuple[str, ...]) -> bool:
-    """Pure: is ``server`` permitted by the allow-list (URL prefixes or bare host names)?"""
+    """Pure: is ``server`` permitted by the allow-list of URL prefixes or bare host names?
+
+    A URL entry is compared with the parsed server URL, never as text: scheme, host and port
+    must be equal, and the path must continue the entry's path at a '/'. As text,
+    ``https://ca.example`` would be a prefix of ``https://ca.example.evil.net/`` and of
+    ``https://ca.example@evil.net/``. A host entry allows that host on any port. A server URL
+    with user info, a backslash or whitespace is never allowed: Python's ``urlsplit`` finds the
+    host of ``https://evil.net\\@ca.example/`` to be ca.example while urllib3, which sends the
+    requests, connects to evil.net. An empty list allows every server.
+    """
     if not allowed:
         return True
-    from urllib.parse import urlsplit
-
-    host = (urlsplit(server).hostname or "").lower()
-    for entry in allowed:
-        e = entry.strip()
-        if "://" in e:
-            if server.startswith(e):
+    if _AMBIGUOUS_URL.search(server):
+        return False
+    try:
+        scheme, host, port, path = _url_parts(server)
+    except ValueError:
+        return False
+    if not host:
+        return False
+    for entry in (e.strip() for e in allowed):
+        if not entry:
+            continue
+        if "://" not in entry:
+            if host == entry.lower().rstrip("."):
                 return True
-        elif host == e.lower():
+            continue
+        try:
+            want_scheme, want_host, want_port, want_path = _url_parts(entry)
+        except ValueError:
+            continue
+        if (scheme, host, port) != (want_scheme, want_host, want_port):
+            continue
+        if want_path.endswith("/"):
+            if path.startswith(want_path):
+                return True
+        elif path == want_path or path.startswith(want_path + "/"):
             return True
     return False
 
@@ -77,6 +120,21 @@ async def _read_secret_key(
     secret = await rt.io(rt.kube.get, core_path("secrets", namespace, name))
     if secret is None:
         return None
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    if secrets.CERTIFICATE_NAME_LABEL in labels or secrets.PENDING_KEY_FOR_LABEL in labels:
+        # A Certificate's private key is not an Issuer's to use: whoever may edit Issuers but
+        # not read Secrets would otherwise make the operator sign with (or MAC with, and send
+        # to a server of their choosing) a key that is not theirs.
+        annotations = (secret.get("metadata") or {}).get("annotations") or {}
+        owner = annotations.get(secrets.CERTIFICATE_NAME_ANNOTATION) or labels.get(
+            secrets.CERTIFICATE_NAME_LABEL
+        )
+        raise AccountError(
+            "SecretConflict",
+            f"{what} Secret '{namespace}/{name}' belongs to Certificate '{owner}'; an Issuer "
+            "cannot use a Certificate's private key: give it a Secret of its own",
+            retry=False,
+        )
     raw = (secret.get("data") or {}).get(key)
     if not raw:
         raise AccountError(
@@ -93,6 +151,17 @@ async def _account_key(
     ref = spec.private_key_secret_ref
     pem = await _read_secret_key(rt, namespace, ref.name, ref.key, what="account key")
     if pem is not None:
+        try:
+            load_account_key(pem)
+        except ValueError as e:
+            # The library's message is not shown: it might quote what it could not parse.
+            raise AccountError(
+                "InvalidAccountKey",
+                f"account key Secret '{namespace}/{ref.name}' key '{ref.key}' is not an "
+                "unencrypted PEM private key of a supported type (RSA, or ECDSA P-256, P-384 "
+                "or P-521): put the ACME account's key there",
+                retry=False,
+            ) from e
         return pem
     if spec.disable_account_key_generation:
         raise AccountError(
@@ -110,7 +179,9 @@ async def _account_key(
         "metadata": {
             "name": ref.name,
             "namespace": namespace,
-            "labels": {ACCOUNT_KEY_LABEL: f"{issuer.get('kind')}.{meta['name']}"[:63]},
+            "labels": {
+                ACCOUNT_KEY_LABEL: secrets.label_value(f"{issuer.get('kind')}.{meta['name']}")
+            },
             "annotations": {ISSUER_UID_ANNOTATION: str(meta.get("uid", ""))},
         },
         "data": {ref.key: base64.b64encode(pem).decode()},
@@ -140,7 +211,39 @@ async def _eab(rt: Runtime, spec: AcmeIssuerSpec, namespace: str) -> tuple[str, 
             f"external account binding Secret '{namespace}/{ref.name}' does not exist",
             retry=True,
         )
-    return (eab.key_id, raw.decode("ascii", "replace").strip(), eab.key_algorithm)
+    try:
+        mac_key = eab_mac_key(raw)
+    except ValueError as e:
+        raise AccountError(
+            "InvalidEABKey",
+            f"external account binding Secret '{namespace}/{ref.name}' key '{ref.key}' is not "
+            f"an unpadded base64url MAC key: {e}",
+            retry=True,
+        ) from e
+    return (eab.key_id, mac_key, eab.key_algorithm)
+
+
+def eab_mac_key(raw: bytes) -> str:
+    """Pure: the MAC key from an EAB Secret, checked to be base64 text as CAs issue it.
+
+    Raises ValueError saying what is wrong (never quoting the key). The ACME library decodes the
+    key leniently, skipping characters it does not know (or failing with an error no condition
+    shows), so a mangled key would be sent as some other key, and the CA's refusal would not
+    point here. Both alphabets are accepted: base64url, as RFC 8555 CAs issue keys, and the
+    standard one, which the library decodes as well.
+    """
+    text = raw.decode("ascii", "replace").strip()
+    if not re.fullmatch(r"[A-Za-z0-9_+/-]+={0,2}", text):
+        raise ValueError(
+            "it holds characters other than letters, digits, '-' and '_'; "
+            "paste the key exactly as the CA issued it"
+        )
+    unpadded = text.rstrip("=")
+    try:
+        base64.urlsafe_b64decode(unpadded + "=" * (-len(unpadded) % 4))
+    except (binascii.Error, ValueError) as e:
+        raise ValueError(f"it does not decode: {e}") from e
+    return unpadded
 
 
 def parse_issuer(issuer: Mapping[str, Any]) -> AcmeIssuerSpec:

@@ -18,7 +18,7 @@ from acmebridge.adapters.kube import core_path
 from acmebridge.domain import chain as chains
 from acmebridge.domain import secret as secrets
 from acmebridge.domain.conditions import Condition, get_condition, set_condition
-from acmebridge.domain.errors import SpecError
+from acmebridge.domain.errors import AcmeUnavailable, SpecError
 from acmebridge.domain.journal import OrderJournal
 from acmebridge.domain.keys import key_matches_spec, load_private_key, public_key_fingerprint
 from acmebridge.domain.schedule import backoff_delay
@@ -247,8 +247,12 @@ async def _reconcile(
         return await not_ready(
             ctx,
             "SecretConflict",
-            f"Secret '{spec.secret_name}' exists and was not created for this Certificate; "
-            "acmebridge will not overwrite it. Delete it or choose another spec.secretName",
+            secrets.conflict_message(
+                (secret or {}).get("metadata") or {},
+                certificate_name=ctx.name,
+                certificate_uid=ctx.uid,
+            )
+            + " (acmebridge leaves the Secret untouched)",
             retry=120.0,
         )
 
@@ -299,8 +303,20 @@ async def _reconcile(
 
     from acmebridge.reconcile.issuance import advance
 
+    async def reregister() -> Account:
+        # The CA does not know the cached account: register the key again, and wake the Issuer
+        # so that it publishes the new account URI. The old session is left to be collected:
+        # other reconciles may still be using it.
+        accounts.pop(ikey, None)
+        try:
+            fresh = await ensure_account(rt, ikey, issuer, accounts)
+        except AccountError as e:
+            raise AcmeUnavailable(f"registering the ACME account again failed: {e.message}") from e
+        rt.wake(ikey, 0.0)
+        return fresh
+
     reason = verdict or Verdict("InProgress", "Issuing certificate")
-    return await advance(ctx, account, secret, sstate, journal, reason)
+    return await advance(ctx, account, secret, sstate, journal, reason, reregister=reregister)
 
 
 def _backoff(ctx: Ctx, failures: int, book: Mapping[str, Any]) -> timedelta:
@@ -361,6 +377,14 @@ async def settle_ready(
         from acmebridge.reconcile.cleanup import cleanup_issuance
 
         await cleanup_issuance(ctx)
+    return ready_wake(ctx, renew_at, ari)
+
+
+def ready_wake(ctx: Ctx, renew_at: datetime, ari: dict[str, Any] | None) -> float:
+    """Seconds until a ready Certificate is looked at again: its renewal time or ARI re-check,
+    or sooner the next read of its Secret (the operator cannot watch Secrets)."""
+    from acmebridge.reconcile import renewal
+
     wake = renewal.next_wake(renew_at, ari, ctx.now)
     # Spread the Secret checks (±10%, by UID) so certificates created together do not align.
     spread = 0.9 + 0.2 * (int(ctx.uid.replace("-", "")[:8] or "0", 16) / 0xFFFFFFFF)

@@ -38,7 +38,7 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
 async def delete_solver_objects(ctx: Ctx, *, challenge_name: str | None = None) -> int:
     """Delete this Certificate's solver objects (one challenge's, or all); returns how many."""
     rt = ctx.rt
-    selector = f"{SOLVER_LABEL},{CERTIFICATE_LABEL}={ctx.name[:63]}"
+    selector = f"{SOLVER_LABEL},{CERTIFICATE_LABEL}={secrets.certificate_name_label(ctx.name)}"
     if challenge_name:
         selector += f",{CHALLENGE_LABEL}={challenge_name}"
     deleted = 0
@@ -60,7 +60,8 @@ async def delete_solver_objects(ctx: Ctx, *, challenge_name: str | None = None) 
 def pending_key_name(certificate_name: str, certificate_uid: str) -> str:
     """Derived from name and UID, never read from status (a status writer must not be able to
     point the operator at another Secret's key)."""
-    return f"{certificate_name[:200]}-acmebridge-pk-{certificate_uid[:8]}"
+    # A cut ending in '.' or '-' would make the name invalid ("x.-acmebridge").
+    return f"{certificate_name[:200].rstrip('-.')}-acmebridge-pk-{certificate_uid[:8]}"
 
 
 async def delete_pending_key(ctx: Ctx) -> None:

@@ -12,7 +12,7 @@ backs off before a new order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,7 +61,7 @@ from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.timefmt import format_time, parse_time
 from acmebridge.domain.trigger import SecretState, Verdict
 from acmebridge.reconcile.accounts import Account
-from acmebridge.reconcile.certificate import Ctx
+from acmebridge.reconcile.certificate import Ctx, ready_wake
 from acmebridge.reconcile.cleanup import (
     cleanup_issuance,
     delete_solver_objects,
@@ -72,6 +72,8 @@ from acmebridge.reconcile.secretwriter import decode_data, write_tls_secret
 log = logging.getLogger("acmebridge.issuance")
 
 PERMANENT_AUTHZ = ("invalid", "deactivated", "expired", "revoked")
+#: Ready reasons set when a Certificate cannot start an issuance (``reconcile.certificate``)
+GATE_REASONS = frozenset({"IssuerNotFound", "IssuerNotReady", "SecretConflict", "InvalidSpec"})
 _ORDER_OPTIONAL = ("finalizeURL", "certificateURL", "expires", "replaces", "profile", "error")
 
 
@@ -95,26 +97,47 @@ async def advance(
     sstate: SecretState,
     journal: OrderJournal | None,
     verdict: Verdict,
+    *,
+    reregister: Callable[[], Awaitable[Account]] | None = None,
 ) -> float | None:
     issuing = get_condition(ctx.conditions(), "Issuing")
-    if issuing is None or issuing.status != "True":
+    # `acmebridge renew` sets Issuing=True itself: unless the operator marked the start of this
+    # issuance (`issuingSince`, at or after the condition's transition), it has not begun, and it
+    # is announced like any other.
+    since = ctx.book().get("issuingSince")
+    started = (
+        issuing is not None
+        and issuing.status == "True"
+        and isinstance(since, str)
+        and parse_time(since) >= issuing.last_transition_time
+    )
+    ready = get_condition(ctx.conditions(), "Ready")
+    if ready is not None and ready.reason in GATE_REASONS:
+        # What kept the issuance from starting (an issuer not ready yet) no longer holds, or it
+        # would not have got here: a stale reason would send users to the wrong place.
+        ctx.set("Ready", "False", verdict.reason, verdict.message)
+    if not started:
         ctx.set("Issuing", "True", verdict.reason, verdict.message)
         ctx.set_book(issuingSince=format_time(ctx.now))
         await ctx.flush()
         await ctx.event("Normal", "Issuing", verdict.message)
     try:
-        key = await _pending_key(ctx, secret, sstate)
-        spec_hash = ctx.spec.issuance_hash()
-        if not journal_usable(
-            journal, spec_hash=spec_hash, account_uri=account.ref.uri, now=ctx.now
-        ):
-            if journal is not None:
-                await delete_solver_objects(ctx)
-            journal = await _new_order(
-                ctx, account, spec_hash, renewing=sstate.exists and sstate.key_matches_cert
+        try:
+            return await _attempt(ctx, account, secret, sstate, journal)
+        except AcmeProblem as e:
+            if reregister is None or short_type(e.type) != "accountDoesNotExist":
+                raise
+            # The CA no longer knows the account (a CA restored from an empty database, a test
+            # CA restarted): register the same key again and go on with a new order. Once per
+            # reconcile; a second refusal is an ordinary failure.
+            log.warning(
+                "Certificate %s/%s: the ACME server does not know account %s; registering again",
+                ctx.namespace,
+                ctx.name,
+                account.ref.uri,
             )
-        assert journal is not None
-        return await _work(ctx, account, journal, key, secret)
+            account = await reregister()
+            return await _attempt(ctx, account, secret, sstate, journal)
     except AcmeProblem as e:
         permanent = classify(e) is Severity.PERMANENT
         return await failed(
@@ -132,6 +155,25 @@ async def advance(
         )
     except SpecError as e:
         return await failed(ctx, sstate, reason=e.reason, detail=e.message, permanent=True)
+
+
+async def _attempt(
+    ctx: Ctx,
+    account: Account,
+    secret: Mapping[str, Any] | None,
+    sstate: SecretState,
+    journal: OrderJournal | None,
+) -> float | None:
+    key = await _pending_key(ctx, secret, sstate)
+    spec_hash = ctx.spec.issuance_hash()
+    if not journal_usable(journal, spec_hash=spec_hash, account_uri=account.ref.uri, now=ctx.now):
+        if journal is not None:
+            await delete_solver_objects(ctx)
+        journal = await _new_order(
+            ctx, account, spec_hash, renewing=sstate.exists and sstate.key_matches_cert
+        )
+    assert journal is not None
+    return await _work(ctx, account, journal, key, secret)
 
 
 async def _pending_key(
@@ -592,7 +634,9 @@ async def _finish(ctx: Ctx, account: Account, written: Any, *, renewing: bool) -
         seconds = (ctx.now - parse_time(str(started))).total_seconds()
     ctx.rt.metrics.issued(ctx.namespace, ctx.name, seconds)
     await cleanup_issuance(ctx)
-    return renewal.next_wake(renew_at, ari, ctx.now)
+    # Like any ready Certificate: the Secret is read again on the check interval, or a deleted
+    # or edited Secret would go unnoticed until the renewal time.
+    return ready_wake(ctx, renew_at, ari)
 
 
 async def failed(

@@ -75,9 +75,8 @@ async def reconcile_issuer(
         reason = "ErrRegisterACMEAccount"
         if short_type(e.type) == "externalAccountRequired":
             reason = "ExternalAccountRequired"
-        cond = _failed(
-            reason, f"the ACME server refused the account: {e.detail} ({e.type})", generation, now
-        )
+        message = f"the ACME server refused the account: {e.detail} ({e.type})"
+        cond = _failed(reason, message + _binding_hint(body, reason), generation, now)
         delay = _retry(failures, key, rt)
     accounts_key_dependents = rt.dependents.get(key, set())
     previous = get_condition(status.get("conditions") or [], "Ready")
@@ -110,6 +109,29 @@ async def reconcile_issuer(
             rt.wake(dep, 0.0)
     rt.metrics.issuer(rt.cache.get(key), key)
     return delay
+
+
+def _binding_hint(body: Mapping[str, Any], reason: str) -> str:
+    """What to check about external account binding when the server refused the account.
+
+    CAs word a refused binding very differently (step-ca answers a wrong MAC key with a bare
+    "internal error"), so the condition names the binding that was sent and where its key lives.
+    """
+    eab = ((body.get("spec") or {}).get("acme") or {}).get("externalAccountBinding")
+    if not isinstance(eab, Mapping):
+        if reason == "ExternalAccountRequired":
+            return (
+                "; set spec.acme.externalAccountBinding to the key ID and MAC key the CA "
+                "issued for this account"
+            )
+        return ""
+    ref = eab.get("keySecretRef") or {}
+    return (
+        f"; the account was sent with externalAccountBinding keyID '{eab.get('keyID')}': check "
+        f"that the CA issued this key ID, that Secret '{ref.get('name')}' key "
+        f"'{ref.get('key')}' holds its MAC key as the CA gave it, and that no other account "
+        "used the key before (step-ca, for one, accepts each key once)"
+    )
 
 
 def _prune(d: Mapping[str, Any]) -> dict[str, Any]:

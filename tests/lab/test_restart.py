@@ -1,0 +1,217 @@
+"""Restart safety and CA faults in the lab: the operator SIGKILLed at each issuance step, a CA
+that rejects half of all nonces, and a CA that goes away and comes back with a new root.
+
+Each test runs its own Pebble (``tests.lab.pebbles``), so Pebble's own log counts the orders it
+received: "exactly one ACME order" is checked at the CA, not only in what the operator says.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+
+from acmebridge.adapters.kube import Kube, core_path, ours_path
+from acmebridge.reconcile.cleanup import pending_key_name
+from tests.lab.conftest import make_certificate
+from tests.lab.operator_proc import OperatorProcess
+from tests.lab.pebbles import ExtraPebble, pebble_factory  # noqa: F401
+from tests.lab.test_issuance import ready, solver_objects
+from tests.lab.test_renewal import (
+    GROUP,
+    SECRET_CHECK,
+    VERSION,
+    assert_secret_matches,
+    certificate,
+    events,
+    explain,
+    pebble_issuer,
+    wait_revision,
+)
+from tests.lab.waits import condition, get_object, wait_for
+
+pytestmark = pytest.mark.lab
+
+DAY = 24 * 3600
+NAMES = ["web.restart.lab.test"]
+
+
+def _order(obj: dict[str, Any]) -> dict[str, Any]:
+    return (obj.get("status") or {}).get("order") or {}
+
+
+def _challenges(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a.get("challenge") or {} for a in _order(obj).get("authorizations") or []]
+
+
+def _finalizing(obj: dict[str, Any]) -> bool:
+    issuing = condition(obj, "Issuing") or {}
+    return issuing.get("reason") == "Finalizing" or _order(obj).get("state") == "processing"
+
+
+def kill_when(
+    k: Kube,
+    namespace: str,
+    name: str,
+    resource_version: str,
+    reached: Callable[[dict[str, Any]], bool],
+    operator: OperatorProcess,
+    *,
+    timeout: int = 60,
+) -> dict[str, Any]:
+    """Watches the Certificate from ``resource_version`` and SIGKILLs the operator the moment
+    ``reached`` holds; returns the Certificate as it was then."""
+    api = client.CustomObjectsApi(k.api)
+    w = watch.Watch()
+    try:
+        for event in w.stream(
+            api.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "certificates",
+            field_selector=f"metadata.name={name}",
+            resource_version=resource_version,
+            timeout_seconds=timeout,
+        ):
+            obj = event["object"]
+            if reached(obj):
+                operator.stop(signal.SIGKILL)
+                return dict(obj)
+    finally:
+        w.stop()
+    raise AssertionError(
+        f"the step was not reached within {timeout}s\n"
+        + explain(k, get_object(k.api, GROUP, VERSION, "certificates", namespace, name))
+    )
+
+
+def leftovers(k: Kube, namespace: str, name: str, uid: str) -> list[str]:
+    """Solver objects and the pending key Secret still present for this Certificate."""
+    left = solver_objects(k, namespace)
+    if k.get(core_path("secrets", namespace, pending_key_name(name, uid))) is not None:
+        left.append(f"Secret {pending_key_name(name, uid)}")
+    return left
+
+
+@pytest.mark.parametrize(
+    "reached",
+    [
+        pytest.param(lambda o: bool(_order(o).get("url")), id="killed once the order is created"),
+        pytest.param(
+            lambda o: any(c.get("presented") for c in _challenges(o)),
+            id="killed once the solver objects are presented",
+        ),
+        pytest.param(
+            lambda o: any(c.get("answered") for c in _challenges(o)),
+            id="killed once the challenge is answered",
+        ),
+        pytest.param(_finalizing, id="killed once the order is finalized"),
+    ],
+)
+def test_sigkill_at_any_step_then_restart_completes_with_one_order(
+    k: Kube,
+    namespace: str,
+    pebble_factory: Callable[..., ExtraPebble],  # noqa: F811
+    operator_factory: Callable[..., OperatorProcess],
+    reached: Callable[[dict[str, Any]], bool],
+) -> None:
+    pebble = pebble_factory(validity=DAY)
+    first = operator_factory(namespace, extra=[SECRET_CHECK])
+    issuer = pebble_issuer(k, namespace, pebble)
+    created = make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=NAMES)
+    uid = created["metadata"]["uid"]
+
+    at_kill = kill_when(k, namespace, "web", created["metadata"]["resourceVersion"], reached, first)
+    assert not first.alive()
+    journaled = _order(at_kill).get("url")
+    assert journaled, explain(k, at_kill)
+    print(f"killed at: order {_order(at_kill)}; left then: {leftovers(k, namespace, 'web', uid)}")
+
+    operator_factory(namespace, extra=[SECRET_CHECK])
+    done = wait_revision(k, namespace, "web", 1)
+
+    # Exactly one ACME order, at the CA: the one journaled before the kill. Its Event may be
+    # missing (the kill can land between the status write and the Event), never doubled.
+    assert [
+        f"{pebble.directory_url.removesuffix('/dir')}/my-order/{o}" for o in pebble.orders_added()
+    ] == [journaled]
+    created_events = events(k, namespace, "web", "OrderCreated")
+    assert [(e["message"], e.get("count")) for e in created_events] in (
+        [],
+        [(f"Created ACME order {journaled}", 1)],
+    ), created_events
+    assert done["status"]["revision"] == 1
+    assert_secret_matches(k, namespace, "web-tls", dns_names=NAMES, root_pem=pebble.root_pem())
+    # Nothing of the issuance is left behind.
+    wait_for(
+        lambda: not leftovers(k, namespace, "web", uid),
+        timeout=30,
+        describe=lambda: f"no leftovers, found {leftovers(k, namespace, 'web', uid)}",
+    )
+    assert "cleanupPending" not in (certificate(k, namespace, "web")["status"].get("acmebridge"))
+
+
+def test_issues_while_the_ca_rejects_half_of_all_nonces(
+    k: Kube,
+    namespace: str,
+    pebble_factory: Callable[..., ExtraPebble],  # noqa: F811
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    pebble = pebble_factory(validity=DAY, env={"PEBBLE_WFE_NONCEREJECT": "50"})
+    assert "Configured to reject 50% of good nonces" in pebble.log_text()
+    operator = operator_factory(namespace, extra=[SECRET_CHECK])
+    issuer = pebble_issuer(k, namespace, pebble)
+    make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=NAMES)
+    done = wait_revision(k, namespace, "web", 1)
+    assert_secret_matches(k, namespace, "web-tls", dns_names=NAMES, root_pem=pebble.root_pem())
+    rejected = operator.log_text().count("urn:ietf:params:acme:error:badNonce")
+    assert rejected > 0, "no nonce was rejected: the test proved nothing"
+    failures = [e["message"] for e in events(k, namespace, "web", "Failed")]
+    print(f"{rejected} nonces rejected; failed attempts: {failures}")
+    assert len(pebble.orders_added()) == 1, explain(k, done)
+
+
+def test_ca_restarted_with_a_new_root_recovers_without_manual_action(
+    k: Kube,
+    namespace: str,
+    pebble_factory: Callable[..., ExtraPebble],  # noqa: F811
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    pebble = pebble_factory(validity=DAY)
+    operator_factory(namespace, extra=[SECRET_CHECK])
+    # No issuingCABundle: the root changes with the restart, and ca.crt is not the point here.
+    issuer = pebble_issuer(k, namespace, pebble, ca=False)
+    account = ready(k, namespace, issuer, plural="issuers")["status"]["acme"]["uri"]
+    make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=NAMES)
+    wait_revision(k, namespace, "web", 1)
+    old_root = pebble.root_pem()
+
+    pebble.stop()
+    wanted = [*NAMES, "more.restart.lab.test"]
+    k.merge_patch(ours_path("certificates", namespace, "web"), {"spec": {"dnsNames": wanted}})
+
+    def failed_once() -> dict[str, Any] | None:
+        obj = certificate(k, namespace, "web")
+        return obj if int(obj["status"].get("failedIssuanceAttempts") or 0) >= 1 else None
+
+    wait_for(
+        failed_once,
+        timeout=60,
+        describe=lambda: (
+            "a failed attempt while the CA is down\n" + explain(k, certificate(k, namespace, "web"))
+        ),
+    )
+    pebble.start()
+    assert pebble.root_pem() != old_root
+
+    done = wait_revision(k, namespace, "web", 2, timeout=120)
+    assert_secret_matches(k, namespace, "web-tls", dns_names=wanted, root_pem=pebble.root_pem())
+    assert not done["status"].get("failedIssuanceAttempts"), done["status"]
+    # The Issuer shows the account registered again at the new CA.
+    fresh = get_object(k.api, GROUP, VERSION, "issuers", namespace, issuer)
+    assert fresh is not None and (condition(fresh, "Ready") or {}).get("status") == "True"
+    assert fresh["status"]["acme"]["uri"] != account, fresh["status"]
