@@ -3,8 +3,9 @@ CA, external account binding, profiles, preferred chains, and the trust for the 
 
 step-ca is part of the lab (``tests.lab.labstepca``): its root is "Example Corp Root CA 2026",
 its issuing CA publishes the root at an AIA caIssuers URL, and its ``acme-eab`` provisioner
-requires EAB. The Pebbles with EAB, two profiles or an alternate root are started per test
-(``tests.lab.pebbles``).
+requires EAB; each test that binds an account claims a key of its own. The Pebbles with two
+profiles or an alternate root come from ``tests.lab.pebbles``, one per test; the one requiring EAB
+is its ``ExtraPebble`` with two more settings in its config (``EabPebble``, below).
 """
 
 from __future__ import annotations
