@@ -513,8 +513,8 @@ NOT_READY = [
     not_ready(
         "an Issuer whose EAB key is not base64url is not ready",
         issuer("eab-garbage", externalAccountBinding=_eab("eab-not-base64url")),
-        "EABSecretInvalid",
-        "the MAC key is not base64 text",
+        "InvalidEABKey",
+        "is not an unpadded base64url MAC key",
         setup=(EAB_NOT_BASE64URL,),
     ),
     not_ready(

@@ -6,7 +6,7 @@ Pebble here. It shares what must be shared: challtestsrv's DNS (every name is 12
 HTTP-01 port 5002, where the ingress stand-in answers validation requests by the real Ingresses;
 and it serves the lab's Pebble TLS certificate, so Issuers trust it with the same caBundle.
 
-Each Pebble runs in its own session with the lab's marker in its environment (``labctl down``
+Each Pebble leads its own process group, has the lab's marker in its environment (``labctl down``
 finds and stops strays), logs to ``.lab/logs/pebble-<name>-<port>.log``, and keeps its pidfile and
 config under ``.lab/pebbles/``, never in ``.lab/run`` (which lists the lab's own processes).
 ``restart()`` stops it and starts it again on the same ports: like every Pebble start, that makes
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -237,4 +238,6 @@ def pebble_factory(lab: Any, request: pytest.FixtureRequest) -> Iterator[PebbleF
     yield start
     for pebble in started:
         pebble.stop()
+        # The config, root and pidfile; the log stays in .lab/logs.
+        shutil.rmtree(pebble.home, ignore_errors=True)
         print(f"pebble log: {pebble.log_path}")

@@ -40,7 +40,7 @@ SECRET_CHECK = "--secret-check-interval=3"
 ISSUE_TIMEOUT = 90
 
 
-# -- helpers shared with test_restart -----------------------------------------------------------
+# -- reading Certificates, Events and Secrets (test_restart uses these too) ---------------------
 
 
 def certificate(k: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -226,11 +226,11 @@ def test_ari_window_moved_by_the_ca_renews_with_replaces(
     start: timedelta,
     end: timedelta,
 ) -> None:
-    # A day's validity: neither the plain schedule nor Pebble's own window (around two thirds)
-    # comes due during the test, so only the moved window can cause the renewal. Pebble answers
-    # renewalInfo with Retry-After: 6 hours; --ari-recheck-max makes the operator ask again
-    # every 2 seconds instead.
-    pebble = pebble_factory(validity=24 * 3600)
+    # 90 days: neither the plain schedule nor Pebble's own window (two thirds of the lifetime,
+    # give or take a day) comes due during the test, so only the moved window can cause the
+    # renewal. Pebble answers renewalInfo with Retry-After: 6 hours; --ari-recheck-max makes the
+    # operator ask again every 2 seconds instead.
+    pebble = pebble_factory(validity=90 * 24 * 3600)
     operator_factory(namespace, extra=[SECRET_CHECK, "--ari-recheck-max=2"])
     issuer = pebble_issuer(k, namespace, pebble)
     make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=["web.ari.lab.test"])

@@ -35,7 +35,9 @@ from tests.lab.waits import condition, get_object, wait_for
 
 pytestmark = pytest.mark.lab
 
-DAY = 24 * 3600
+# Long enough that neither the plain schedule nor Pebble's ARI window (two thirds of the lifetime,
+# give or take a day) can make a second order during a test.
+VALIDITY = 90 * 24 * 3600
 NAMES = ["web.restart.lab.test"]
 
 
@@ -119,7 +121,7 @@ def test_sigkill_at_any_step_then_restart_completes_with_one_order(
     operator_factory: Callable[..., OperatorProcess],
     reached: Callable[[dict[str, Any]], bool],
 ) -> None:
-    pebble = pebble_factory(validity=DAY)
+    pebble = pebble_factory(validity=VALIDITY)
     first = operator_factory(namespace, extra=[SECRET_CHECK])
     issuer = pebble_issuer(k, namespace, pebble)
     created = make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=NAMES)
@@ -161,7 +163,7 @@ def test_issues_while_the_ca_rejects_half_of_all_nonces(
     pebble_factory: Callable[..., ExtraPebble],  # noqa: F811
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
-    pebble = pebble_factory(validity=DAY, env={"PEBBLE_WFE_NONCEREJECT": "50"})
+    pebble = pebble_factory(validity=VALIDITY, env={"PEBBLE_WFE_NONCEREJECT": "50"})
     assert "Configured to reject 50% of good nonces" in pebble.log_text()
     operator = operator_factory(namespace, extra=[SECRET_CHECK])
     issuer = pebble_issuer(k, namespace, pebble)
@@ -172,6 +174,10 @@ def test_issues_while_the_ca_rejects_half_of_all_nonces(
     assert rejected > 0, "no nonce was rejected: the test proved nothing"
     failures = [e["message"] for e in events(k, namespace, "web", "Failed")]
     print(f"{rejected} nonces rejected; failed attempts: {failures}")
+    # A rejected nonce is retried with the next one, so half of them rejected costs requests,
+    # not attempts: a dozen POSTs each failing only after 8 rejections in a row make two failed
+    # attempts about a one-in-a-thousand event (with a single retry, most runs see several).
+    assert len(failures) <= 1, failures
     assert len(pebble.orders_added()) == 1, explain(k, done)
 
 
@@ -181,12 +187,14 @@ def test_ca_restarted_with_a_new_root_recovers_without_manual_action(
     pebble_factory: Callable[..., ExtraPebble],  # noqa: F811
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
-    pebble = pebble_factory(validity=DAY)
+    pebble = pebble_factory(validity=VALIDITY)
     operator_factory(namespace, extra=[SECRET_CHECK])
     # No issuingCABundle: the root changes with the restart, and ca.crt is not the point here.
     issuer = pebble_issuer(k, namespace, pebble, ca=False)
     account = ready(k, namespace, issuer, plural="issuers")["status"]["acme"]["uri"]
-    make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=NAMES)
+    uid = make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=NAMES)[
+        "metadata"
+    ]["uid"]
     wait_revision(k, namespace, "web", 1)
     old_root = pebble.root_pem()
 
@@ -215,3 +223,8 @@ def test_ca_restarted_with_a_new_root_recovers_without_manual_action(
     fresh = get_object(k.api, GROUP, VERSION, "issuers", namespace, issuer)
     assert fresh is not None and (condition(fresh, "Ready") or {}).get("status") == "True"
     assert fresh["status"]["acme"]["uri"] != account, fresh["status"]
+    wait_for(
+        lambda: not leftovers(k, namespace, "web", uid),
+        timeout=30,
+        describe=lambda: f"no leftovers, found {leftovers(k, namespace, 'web', uid)}",
+    )

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+import urllib3
 from acme import client as acme_client
 from acme import errors as acme_errors
 from acme import messages
@@ -217,12 +218,26 @@ def _read_limited(response: requests.Response, limit: int, total_seconds: float)
         raise HttpError(f"{response.url} answered with {declared} bytes; the limit is {limit}")
     deadline = time.monotonic() + total_seconds
     body = bytearray()
-    for chunk in response.iter_content(chunk_size=65536):
-        body += chunk
-        if len(body) > limit:
-            raise HttpError(f"{response.url} answered with more than {limit} bytes")
-        if time.monotonic() > deadline:
-            raise requests.exceptions.ReadTimeout(f"{response.url} did not finish in time")
+    # read1: whatever one socket read brings. iter_content would wait until each 64 KiB chunk
+    # is full, so a server sending a byte at a time (within the per-read timeout) would hold
+    # the worker thread for days before the deadline was looked at. urllib3 caps what one read
+    # may decompress to, so a compressed body cannot blow up past the limit either.
+    try:
+        while chunk := response.raw.read1(65536, decode_content=True):
+            body += chunk
+            if len(body) > limit:
+                raise HttpError(f"{response.url} answered with more than {limit} bytes")
+            if time.monotonic() > deadline:
+                raise requests.exceptions.ReadTimeout(f"{response.url} did not finish in time")
+    # urllib3's errors, as requests' iter_content translates them, for AcmeSession to classify.
+    except urllib3.exceptions.ProtocolError as e:
+        raise requests.exceptions.ChunkedEncodingError(e) from e
+    except urllib3.exceptions.DecodeError as e:
+        raise requests.exceptions.ContentDecodingError(e) from e
+    except urllib3.exceptions.ReadTimeoutError as e:
+        raise requests.exceptions.ConnectionError(e) from e
+    except urllib3.exceptions.SSLError as e:
+        raise requests.exceptions.SSLError(e) from e
     return bytes(body)
 
 

@@ -1,10 +1,11 @@
-"""The AIA fetch against servers that misbehave: too big, too slow, redirecting, compressed.
+"""Reading from servers that misbehave (too big, too slow, redirecting, compressed): the AIA
+fetch, and the body reader under every ACME request.
 
-The URL comes from a certificate the CA issued, so whoever runs the CA (or an Issuer pointed at
-a server of their choosing) picks the server. A small server on 127.0.0.1 plays each part; the
-fetch must give up and return nothing rather than hold a worker or memory. The outcome is
-asserted, not the time it took: a fetch without the deadline would still be reading when the
-test's own timeout ends it.
+Whoever runs the CA, or creates an Issuer pointing at a server of their choosing, picks the
+server at the other end; an AIA URL comes from a certificate that CA issued. A small server on
+127.0.0.1 plays each part; the reader must give up rather than hold a worker thread or memory.
+The outcome is asserted, not the time it took: a reader without the deadline would still be
+reading when the test's own timeout ends it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from acmebridge.adapters import aia
+from acmebridge.adapters.acme_transport import HttpError, _read_limited
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ROOT_DER = x509.load_pem_x509_certificate((FIXTURES / "root.pem").read_bytes()).public_bytes(
@@ -137,3 +140,62 @@ def test_gives_up_on_a_server_that_sends_one_byte_at_a_time(
     with caplog.at_level(logging.INFO, logger="acmebridge.aia"):
         assert aia.fetch_ca_issuers(url, timeout=0.5) == []
     assert "did not arrive within" in caplog.text
+
+
+# --- the ACME body reader --------------------------------------------------------------------
+
+LIMIT = 1024 * 1024
+
+
+def read(url: str, *, seconds: float = 5.0) -> bytes:
+    with requests.get(url, stream=True, timeout=(2, 2)) as response:
+        return _read_limited(response, LIMIT, seconds)
+
+
+def test_reads_a_body_within_the_limits(serve: Callable[[Handler], str]) -> None:
+    assert read(serve(respond(b'{"status": "valid"}'))) == b'{"status": "valid"}'
+
+
+@pytest.mark.parametrize(
+    ("handler", "error", "says"),
+    [
+        pytest.param(
+            respond(b"x" * (LIMIT + 1)),
+            HttpError,
+            "the limit is",
+            id="a declared body over the limit is not read",
+        ),
+        pytest.param(
+            lambda conn: conn.sendall(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * (LIMIT + 1)
+            ),
+            HttpError,
+            "more than",
+            id="an undeclared body is cut off at the limit",
+        ),
+        pytest.param(
+            respond(gzip.compress(b"\0" * (20 * LIMIT)), headers="Content-Encoding: gzip\r\n"),
+            HttpError,
+            "more than",
+            id="a small compressed body that unpacks past the limit is cut off",
+        ),
+    ],
+)
+def test_refuses_a_body_over_the_limit(
+    serve: Callable[[Handler], str], handler: Handler, error: type[Exception], says: str
+) -> None:
+    with pytest.raises(error, match=says):
+        read(serve(handler))
+
+
+def test_gives_up_on_an_acme_server_that_sends_one_byte_at_a_time(
+    serve: Callable[[Handler], str],
+) -> None:
+    def drip(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 65536\r\n\r\n")
+        for _ in range(65536):
+            conn.sendall(b"x")
+            time.sleep(0.05)
+
+    with pytest.raises(requests.exceptions.ReadTimeout, match="did not finish in time"):
+        read(serve(drip), seconds=0.5)
