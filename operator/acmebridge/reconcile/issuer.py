@@ -78,7 +78,6 @@ async def reconcile_issuer(
         message = f"the ACME server refused the account: {e.detail} ({e.type})"
         cond = _failed(reason, message + _binding_hint(body, reason), generation, now)
         delay = _retry(failures, key, rt)
-    accounts_key_dependents = rt.dependents.get(key, set())
     previous = get_condition(status.get("conditions") or [], "Ready")
     changed = (
         previous is None
@@ -105,7 +104,10 @@ async def reconcile_issuer(
             cond.reason,
             cond.message,
         )
-        for dep in list(accounts_key_dependents):
+        # Read after the write: a Certificate that registered while the status was being
+        # written may have read the old status from the cache, and must be woken to read it
+        # again (a set fetched before the write could miss it, or be a fresh empty one).
+        for dep in list(rt.dependents.get(key, ())):
             rt.wake(dep, 0.0)
     rt.metrics.issuer(rt.cache.get(key), key)
     return delay
