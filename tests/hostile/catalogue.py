@@ -15,10 +15,11 @@ Manifests carry no namespace: the lab test applies the whole catalogue in one na
 in ``PLACEHOLDERS`` stand for values only known in the lab (Pebble's URL and CA); ``materialise``
 replaces them.
 
-The cases follow where cert-manager went wrong: a status or reference that points the controller
-at a Secret it should not touch (PR #9224, GHSA-8rvj-mm4h-c258), Secrets overwritten or emptied
-(#192, #2469, #7871), slow or crashing parses of crafted PEM (GHSA-r4pg-vg54-wxx4), and a
-user-supplied ACME URL that makes the controller fetch arbitrary addresses.
+The cases follow where cert-manager went wrong: a status field or a reference that points the
+controller at a Secret it should not touch, or at credentials it should not lend
+(GHSA-8rvj-mm4h-c258), Secrets overwritten or emptied, slow parses of crafted PEM
+(GHSA-r4pg-vg54-wxx4), and a user-supplied ACME URL that makes the controller fetch arbitrary
+addresses.
 """
 
 from __future__ import annotations

@@ -427,11 +427,23 @@ def test_an_acme_server_outside_the_allow_list_is_refused(
     refused = ready_reason(k, "issuers", namespace, "pebble", "ServerNotAllowed")
     message = condition(refused, "Ready")["message"]  # type: ignore[index]
     assert lab.env["PEBBLE_DIRECTORY_URL"] in message and "allow-list" in message
-    events = k.list(core_path("events", namespace))
-    assert any(
-        e["reason"] == "ServerNotAllowed" and e["involvedObject"]["name"] == "pebble"
-        for e in events
-    ), [(e["reason"], e["involvedObject"]["name"]) for e in events]
+    # The Event follows the condition by a moment.
+    wait_for(
+        lambda: any(
+            e["reason"] == "ServerNotAllowed" and e["involvedObject"]["name"] == "pebble"
+            for e in k.list(core_path("events", namespace))
+        ),
+        timeout=10,
+        describe=lambda: (
+            "a ServerNotAllowed Event on Issuer pebble; Events: "
+            + str(
+                [
+                    (e["reason"], e["involvedObject"]["name"])
+                    for e in k.list(core_path("events", namespace))
+                ]
+            )
+        ),
+    )
     # The Certificate may first see its Issuer "not ready yet"; it must then learn why.
     ready_reason(k, "certificates", namespace, "web", "IssuerNotReady", "ServerNotAllowed")
     # Refused before anything was done for it: no account key was generated.

@@ -9,10 +9,11 @@ Secret is left alone. cert-manager re-adopts a Secret when a Certificate of the 
 deleted and recreated; acmebridge does not, because "same name" is also what a second
 Certificate in another Git repository, or a restore from an old backup, looks like. Nor does it
 adopt a Secret that has the name label but no UID annotation: a label alone proves nothing
-(cert-manager's #7871 and #2469 are Secrets overwritten or emptied on such a guess). Handing a
+(cert-manager has overwritten and emptied users' Secrets on such guesses). Handing a
 Secret to a recreated Certificate is a deliberate act by someone who may write Secrets: set its
-``acmebridge.io/certificate-uid`` annotation to the new Certificate's UID, and the operator
-renews it in place. :func:`conflict_message` says exactly that.
+``acmebridge.io/certificate-uid`` annotation to the new Certificate's UID; the operator then
+keeps its certificate if it matches the spec and re-issues into it otherwise.
+:func:`conflict_message` says how.
 
 Pending keys: a private key generated for an issuance that has not finished lives in its own
 Opaque Secret, never in status. The Certificate's status names that Secret, and whoever can

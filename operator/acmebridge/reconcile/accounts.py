@@ -299,9 +299,9 @@ async def ensure_account(
         generation=generation,
         uid=uid,
     )
-    old = cache.get(key)
-    if old is not None:
-        old.session.close()
+    # The replaced session is not closed here: a Certificate reconcile may still be using it.
+    # Its HTTP pool and CA file are released when the last reference goes (the session's
+    # finalizer), so an Issuer edit never pulls the trust file from under an issuance.
     cache[key] = account
     return account
 
