@@ -24,6 +24,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.examples import manifest_files
+
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -590,7 +592,7 @@ def test_issuer_defaults(kube: client.ApiClient, ns: str) -> None:
 def example_files() -> list[Any]:
     return [
         pytest.param(path, id=f"{path.relative_to(ROOT / 'examples')} is accepted")
-        for path in sorted((ROOT / "examples").rglob("*.yaml"))
+        for path in manifest_files()
         if path.name != "00-namespace.yaml"
     ]
 

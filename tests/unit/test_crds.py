@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.examples import manifest_files
+
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
 EXAMPLES = ROOT / "examples"
@@ -387,11 +389,9 @@ def test_secret_name_rule(name: str, valid: bool) -> None:
 
 
 def example_docs() -> list[tuple[str, dict[str, Any]]]:
-    # examples/helm/ holds Helm values files, not manifests (tests/chart checks them).
     return [
         (str(path.relative_to(EXAMPLES)), doc)
-        for path in sorted(EXAMPLES.rglob("*.yaml"))
-        if path.parent.name != "helm"
+        for path in manifest_files()
         for doc in yaml.safe_load_all(path.read_text())
         if doc
     ]
@@ -415,7 +415,7 @@ def test_the_lab_demo_is_namespace_issuer_certificate() -> None:
 
 def test_examples_use_only_the_documented_placeholders() -> None:
     readme = (EXAMPLES / "README.md").read_text()
-    for path in sorted(EXAMPLES.rglob("*.yaml")):
+    for path in manifest_files():
         for placeholder in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", path.read_text()):
             assert placeholder in {
                 "PEBBLE_DIRECTORY_URL",

@@ -26,6 +26,7 @@ from acmebridge.domain.spec import (
     PrivateKeySpec,
     Subject,
 )
+from tests.examples import manifest_files
 
 ROOT = Path(__file__).resolve().parents[2]
 ROOT_PEM = (ROOT / "tests" / "fixtures" / "root.pem").read_bytes()
@@ -634,7 +635,7 @@ def test_canonical_ip(ip: str, expected: str) -> None:
 
 def _examples() -> list[Any]:
     params = []
-    for path in sorted((ROOT / "examples").rglob("*.yaml")):
+    for path in manifest_files():
         text = string.Template(path.read_text()).safe_substitute(
             PEBBLE_DIRECTORY_URL="https://localhost:14000/dir",
             PEBBLE_TLS_CA_B64=ROOT_B64,
