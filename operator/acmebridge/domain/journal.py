@@ -92,6 +92,9 @@ class AuthorizationRecord:
         )
 
 
+_OPTIONAL_KEYS = ("finalizeURL", "certificateURL", "expires", "replaces", "profile", "error")
+
+
 @dataclass(frozen=True)
 class OrderJournal:
     url: str
@@ -163,6 +166,14 @@ class OrderJournal:
             )
         except (KeyError, ValueError, TypeError, OverflowError):  # int(inf): json.loads("1e999")
             return None
+
+    def to_merge_patch(self) -> dict[str, Any]:
+        """The whole journal for a JSON merge patch: absent optional keys are nulled, so nothing
+        of a previous order survives in the merged object."""
+        d = self.to_status()
+        for k in _OPTIONAL_KEYS:
+            d.setdefault(k, None)
+        return d
 
     def with_authorization(self, authz: AuthorizationRecord) -> OrderJournal:
         auths = tuple(authz if a.url == authz.url else a for a in self.authorizations)

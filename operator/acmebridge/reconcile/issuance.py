@@ -17,20 +17,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from acmebridge.adapters import acme_client as acme
-from acmebridge.adapters import selfcheck
 from acmebridge.adapters.acme_messages import (
     AuthorizationInfo,
-    ChallengeInfo,
     OrderInfo,
     choose_chain,
 )
-from acmebridge.adapters.kube import Conflict, core_path, group_path
-from acmebridge.domain import chain as chains
+from acmebridge.adapters.kube import core_path
 from acmebridge.domain import secret as secrets
 from acmebridge.domain.conditions import get_condition
 from acmebridge.domain.errors import (
-    AcmebridgeError,
     AcmeProblem,
     AcmeUnavailable,
     Severity,
@@ -40,7 +35,6 @@ from acmebridge.domain.errors import (
 )
 from acmebridge.domain.journal import (
     AuthorizationRecord,
-    ChallengeRecord,
     OrderJournal,
     OrderView,
     Step,
@@ -55,39 +49,23 @@ from acmebridge.domain.keys import (
     key_matches_spec,
     load_private_key,
 )
-from acmebridge.domain.schedule import backoff_delay, jitter_for
-from acmebridge.domain.solvers import http01_objects, object_name, pod_ready, select_solver
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.timefmt import format_time, parse_time
 from acmebridge.domain.trigger import SecretState, Verdict
 from acmebridge.reconcile.accounts import Account
-from acmebridge.reconcile.certificate import Ctx, ready_wake
+from acmebridge.reconcile.certificate import Ctx
+from acmebridge.reconcile.challenges import mark_answered_valid, work_authorizations
 from acmebridge.reconcile.cleanup import (
-    cleanup_issuance,
     delete_solver_objects,
     pending_key_name,
 )
+from acmebridge.reconcile.outcome import failed, finish
 from acmebridge.reconcile.secretwriter import decode_data, write_tls_secret
 
 log = logging.getLogger("acmebridge.issuance")
 
-PERMANENT_AUTHZ = ("invalid", "deactivated", "expired", "revoked")
 #: Ready reasons set when a Certificate cannot start an issuance (``reconcile.certificate``)
 GATE_REASONS = frozenset({"IssuerNotFound", "IssuerNotReady", "SecretConflict", "InvalidSpec"})
-_ORDER_OPTIONAL = ("finalizeURL", "certificateURL", "expires", "replaces", "profile", "error")
-
-
-class Waiting(Exception):
-    """Nothing is wrong; the issuance waits for something outside the operator."""
-
-
-def _order_patch(journal: OrderJournal) -> dict[str, Any]:
-    """The whole journal for a merge patch: absent optional keys are nulled, so nothing of a
-    previous order survives in the merged object."""
-    d = journal.to_status()
-    for k in _ORDER_OPTIONAL:
-        d.setdefault(k, None)
-    return d
 
 
 async def advance(
@@ -286,7 +264,7 @@ async def _new_order(ctx: Ctx, account: Account, spec_hash: str, *, renewing: bo
         profile=order.profile,
         replaces=replaces,
     )
-    ctx.patch["order"] = _order_patch(journal)
+    ctx.patch["order"] = journal.to_merge_patch()
     await ctx.flush()
     # Users (and tests) can see that a renewal named the certificate it replaces (RFC 9773 §5).
     also = f", replacing certificate {replaces}" if replaces else ""
@@ -323,15 +301,15 @@ async def _work(
             _order_failure(journal, problem.detail if problem else None),
         )
     if step is Step.WORK_AUTHORIZATIONS:
-        journal, waiting = await _authorizations(ctx, account, journal)
+        journal, waiting = await work_authorizations(ctx, account, journal)
         journal = replace(journal, state=order.status)
-        ctx.patch["order"] = _order_patch(journal)
+        ctx.patch["order"] = journal.to_merge_patch()
         if waiting:
             ctx.set("Issuing", "True", "Waiting", "; ".join(waiting))
         await ctx.flush()
         return _delay(order.retry_after, poll)
     if step is Step.FINALIZE:
-        journal = await _challenges_valid(ctx, journal)
+        journal = await mark_answered_valid(ctx, journal)
         csr = build_csr(
             key,
             common_name=ctx.spec.common_name,
@@ -343,12 +321,12 @@ async def _work(
             subject=_subject(ctx.spec),
         )
         order = await rt.io(account.session.finalize, account.ref, order, csr)
-        ctx.patch["order"] = _order_patch(replace(journal, state=order.status))
+        ctx.patch["order"] = replace(journal, state=order.status).to_merge_patch()
         ctx.set("Issuing", "True", "Finalizing", f"Sent the CSR; the order is {order.status}")
         await ctx.flush()
         return 0.0 if order.status == "valid" else _delay(order.retry_after, poll)
     if step is Step.WAIT:
-        ctx.patch["order"] = _order_patch(replace(journal, state=order.status))
+        ctx.patch["order"] = replace(journal, state=order.status).to_merge_patch()
         await ctx.flush()
         return _delay(order.retry_after, poll)
     assert step is Step.DOWNLOAD and order.certificate
@@ -363,21 +341,7 @@ async def _work(
         chain_pem=chosen,
         key=key,
     )
-    return await _finish(ctx, account, written, renewing=secret is not None)
-
-
-async def _challenges_valid(ctx: Ctx, journal: OrderJournal) -> OrderJournal:
-    """A ready order has every authorization valid (RFC 8555 §7.1.6). The CA often validates
-    the last answered challenge before the operator looks at its authorization again, so say
-    here that the challenges this issuance answered are valid."""
-    for rec in journal.authorizations:
-        ch = rec.challenge
-        if ch is None or not ch.answered or ch.state == "valid":
-            continue
-        valid = replace(rec, state="valid", challenge=replace(ch, state="valid"))
-        journal = journal.with_authorization(valid)
-        await ctx.event("Normal", "ChallengeValid", f"Challenge for {rec.identifier} is valid")
-    return journal
+    return await finish(ctx, account, written, renewing=secret is not None)
 
 
 def _subject(spec: CertificateSpec) -> dict[str, list[str]]:
@@ -424,264 +388,3 @@ def _delay(retry_after: timedelta | None, default: float) -> float:
     if retry_after is None:
         return default
     return max(default, min(retry_after.total_seconds(), 3600.0))
-
-
-async def _authorizations(
-    ctx: Ctx, account: Account, journal: OrderJournal
-) -> tuple[OrderJournal, list[str]]:
-    """Present, self-check and answer each pending authorization's challenge."""
-    rt = ctx.rt
-    waiting: list[str] = []
-    for rec in journal.authorizations:
-        authz: AuthorizationInfo = await rt.io(
-            account.session.get_authorization, account.ref, rec.url
-        )
-        rec = replace(rec, state=authz.status)
-        if authz.status == "valid":
-            if rec.challenge is not None and rec.challenge.presented:
-                await delete_solver_objects(
-                    ctx, challenge_name=object_name(ctx.uid, rec.challenge.token)
-                )
-                rec = replace(rec, challenge=replace(rec.challenge, presented=False, state="valid"))
-                await ctx.event(
-                    "Normal", "ChallengeValid", f"Challenge for {rec.identifier} is valid"
-                )
-            journal = journal.with_authorization(rec)
-            continue
-        if authz.status in PERMANENT_AUTHZ:
-            err = next((c.error for c in authz.challenges if c.error is not None), None)
-            detail = f"{err.detail} ({err.type})" if err else authz.status
-            if rec.challenge is not None:
-                rec = replace(rec, challenge=replace(rec.challenge, state="invalid", error=detail))
-            journal = journal.with_authorization(rec)
-            ctx.patch["order"] = _order_patch(journal)
-            raise AcmeProblem(
-                err.type if err else "urn:ietf:params:acme:error:unauthorized",
-                f"challenge for {rec.identifier} failed: {detail}",
-            )
-        rec, note = await _challenge(ctx, account, rec, authz)
-        journal = journal.with_authorization(rec)
-        if note:
-            waiting.append(note)
-    return journal, waiting
-
-
-async def _challenge(
-    ctx: Ctx, account: Account, rec: AuthorizationRecord, authz: AuthorizationInfo
-) -> tuple[AuthorizationRecord, str | None]:
-    rt = ctx.rt
-    labels = ctx.body["metadata"].get("labels") or {}
-    selection = select_solver(
-        account.spec.solvers,
-        identifier_type=rec.identifier_type,
-        identifier=rec.identifier,
-        wildcard=rec.wildcard,
-        certificate_labels=labels,
-    )
-    if selection is None:
-        raise SpecError(
-            "NoSolver",
-            f"no solver of the issuer matches {rec.identifier}"
-            + (" (a wildcard needs a dns01 solver)" if rec.wildcard else "")
-            + "; add one to spec.acme.solvers or fix its selector",
-        )
-    http01 = selection.solver.http01
-    if http01 is None:
-        raise SpecError(
-            "SolverNotSupported",
-            f"the solver chosen for {rec.identifier} is dns01; acmebridge solves DNS-01 "
-            "through RFC 2136 in a later release: use an http01 solver for this name",
-        )
-    if http01.name:
-        raise SpecError(
-            "SolverNotSupported",
-            "http01.ingress.name (editing an existing Ingress) is not supported; "
-            "use ingressClassName or class",
-        )
-    offered: ChallengeInfo | None = next((c for c in authz.challenges if c.type == "http-01"), None)
-    if offered is None or offered.token is None:
-        raise AcmeProblem(
-            "urn:ietf:params:acme:error:unsupportedIdentifier",
-            f"the ACME server offers no http-01 challenge for {rec.identifier}",
-        )
-    ch = rec.challenge or ChallengeRecord(
-        type="http-01", url=offered.url, token=offered.token, solver_index=selection.index
-    )
-    ch = replace(ch, state=offered.status)
-    if offered.status in ("processing", "valid") or ch.answered:
-        return replace(rec, challenge=ch), f"{rec.identifier}: the ACME server is validating"
-    ka = acme.key_authorization(account.ref, offered)
-    objs = http01_objects(
-        namespace=ctx.namespace,
-        certificate_name=ctx.name,
-        certificate_uid=ctx.uid,
-        solver=http01,
-        identifier_type=rec.identifier_type,
-        identifier=rec.identifier,
-        token=offered.token,
-        key_authorization=ka,
-        image=rt.config.solver_image,
-        command=rt.config.solver_command,
-    )
-    name = objs.pod["metadata"]["name"]
-    if not ch.presented:
-        if not ctx.book().get("cleanupPending"):
-            ctx.set_book(cleanupPending=True)
-            await ctx.flush()
-        created = 0
-        for path, body in (
-            (core_path("pods", ctx.namespace), objs.pod),
-            (core_path("services", ctx.namespace), objs.service),
-            (group_path("networking.k8s.io", "v1", "ingresses", ctx.namespace), objs.ingress),
-        ):
-            try:
-                await rt.io(rt.kube.create, path, body)
-                created += 1
-            except Conflict:
-                pass  # created before a restart: the name is derived, so it is ours
-        rt.metrics.solvers(created)
-        ch = replace(ch, presented=True)
-        await ctx.event(
-            "Normal",
-            "ChallengePresented",
-            f"Presented http-01 challenge for {rec.identifier} with solver Pod '{name}'",
-        )
-    pod = await rt.io(rt.kube.get, core_path("pods", ctx.namespace, name))
-    if pod is None:
-        ch = replace(ch, presented=False)  # deleted under us: present again next time
-        return replace(rec, challenge=ch), f"{rec.identifier}: solver Pod '{name}' is gone"
-    if not pod_ready(pod):
-        return replace(rec, challenge=ch), (
-            f"{rec.identifier}: waiting for solver Pod '{name}' to become ready"
-        )
-    check = await rt.io(
-        selfcheck.check_http01,
-        identifier=rec.identifier,
-        token=offered.token,
-        expected=ka,
-        port=rt.config.http01_self_check_port,
-        nameservers=rt.config.self_check_nameservers,
-    )
-    if not check.ok:
-        return replace(rec, challenge=ch), f"{rec.identifier}: self check: {check.detail}"
-    answered = await rt.io(account.session.answer_challenge, account.ref, offered.url)
-    ch = replace(ch, answered=True, state=answered.status)
-    await ctx.event(
-        "Normal",
-        "ChallengeAnswered",
-        f"Self check passed for {rec.identifier}; asked the ACME server to validate",
-    )
-    return replace(rec, challenge=ch), None
-
-
-async def _finish(ctx: Ctx, account: Account, written: Any, *, renewing: bool) -> float:
-    from acmebridge.reconcile import renewal
-
-    summary = chains.cert_summary(written.leaf)
-    jitter = jitter_for(ctx.uid, summary.not_after - summary.not_before)
-    leaf_pem = chains.encode_pem_certificates([written.leaf])
-    ari = await renewal.ari_plan(ctx, account, leaf_pem, summary, None)
-    renew_at = renewal.renewal_at(renewal.plain_renewal(ctx, summary, jitter), ari)
-    revision = int(ctx.status.get("revision") or 0) + 1
-    message = "Certificate is up to date and has not expired"
-    if written.root_source is None:
-        message += f"; ca.crt is omitted: {written.root_reason}"
-    started = ctx.book().get("issuingSince")
-    ctx.patch.update(
-        notBefore=format_time(summary.not_before),
-        notAfter=format_time(summary.not_after),
-        renewalTime=format_time(renew_at),
-        revision=revision,
-        failedIssuanceAttempts=None,
-        lastFailureTime=None,
-        order=None,
-    )
-    ctx.set("Ready", "True", "Ready", message)
-    ctx.drop("Issuing")
-    ctx.set_book(
-        issuedSpecHash=ctx.spec.issuance_hash(),
-        jitterSeconds=int(jitter.total_seconds()),
-        caSource=written.root_source,
-        readyMessage=message,
-        failedSpecHash=None,
-        lastFailure=None,
-        retryAfterSeconds=None,
-        issuingSince=None,
-        cleanupPending=True,
-        serial=summary.serial,
-        ari=ari,
-    )
-    await ctx.flush()
-    what = "Renewed" if renewing else "Issued"
-    await ctx.event(
-        "Normal",
-        what,
-        f"Certificate {what.lower()} (serial {summary.serial}, valid until "
-        f"{format_time(summary.not_after)}); renewal at {format_time(renew_at)}",
-    )
-    if written.root_source is None:
-        await ctx.event("Warning", "CAUnknown", f"ca.crt is omitted: {written.root_reason}")
-    log.info(
-        "Certificate %s/%s: %s serial %s, renewal at %s",
-        ctx.namespace,
-        ctx.name,
-        what.lower(),
-        summary.serial,
-        format_time(renew_at),
-    )
-    seconds = None
-    if started:
-        seconds = (ctx.now - parse_time(str(started))).total_seconds()
-    ctx.rt.metrics.issued(ctx.namespace, ctx.name, seconds)
-    await cleanup_issuance(ctx)
-    # Like any ready Certificate: the Secret is read again on the check interval, or a deleted
-    # or edited Secret would go unnoticed until the renewal time.
-    return ready_wake(ctx, renew_at, ari)
-
-
-async def failed(
-    ctx: Ctx,
-    sstate: SecretState,
-    *,
-    reason: str,
-    detail: str,
-    permanent: bool,
-    retry_after: timedelta | None = None,
-    problem: str | None = None,
-) -> float:
-    """Record a failed attempt: count it, say why, back off; drop the order if it is dead.
-
-    ``problem`` is the ACME problem type when the CA refused: the failure metric counts by it,
-    since the condition reason (``Failed``) would not tell a rate limit from a failed challenge.
-    """
-    failures = int(ctx.status.get("failedIssuanceAttempts") or 0) + 1
-    ctx.patch.update(failedIssuanceAttempts=failures, lastFailureTime=format_time(ctx.now))
-    ctx.set_book(
-        failedSpecHash=ctx.spec.issuance_hash(),
-        lastFailure=detail,
-        retryAfterSeconds=int(retry_after.total_seconds()) if retry_after else None,
-    )
-    delay = backoff_delay(
-        failures, cap=ctx.rt.config.backoff_cap, retry_after=retry_after, seed=ctx.uid
-    )
-    kind = "permanent" if permanent else "temporary"
-    message = (
-        f"Issuance attempt {failures} failed ({kind}): {detail}; "
-        f"retrying at {format_time(ctx.now + delay)}"
-    )
-    if permanent:
-        ctx.patch["order"] = None
-    ctx.set("Issuing", "False", "Failed", message)
-    usable = sstate.exists and sstate.key_matches_cert and not sstate.cert_error
-    if not usable:
-        ctx.set("Ready", "False", reason, message)
-    await ctx.flush()
-    await ctx.event("Warning", "Failed", message)
-    ctx.rt.metrics.failure(reason, problem)
-    log.warning("Certificate %s/%s: %s", ctx.namespace, ctx.name, message)
-    if permanent:
-        await delete_solver_objects(ctx)
-    return delay.total_seconds()
-
-
-__all__ = ["AcmebridgeError", "advance", "failed"]
