@@ -26,7 +26,6 @@ except ``--secret-check-interval`` when given. Run from the repository root with
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import re
 import secrets
@@ -43,6 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client, config
+from tests.lab import manifests
 from tests.lab.labenv import Lab
 from tests.lab.operator_proc import OperatorProcess, start_operator
 
@@ -118,33 +118,14 @@ class BenchCA:
 
 
 def issuer_body(lab: Lab, namespace: str) -> dict[str, Any]:
-    ca = base64.b64encode(Path(lab.env["PEBBLE_TLS_CA"]).read_bytes()).decode()
-    return {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": "Issuer",
-        "metadata": {"name": ISSUER, "namespace": namespace},
-        "spec": {
-            "acme": {
-                "server": lab.env["PEBBLE_DIRECTORY_URL"],
-                "caBundle": ca,
-                "privateKeySecretRef": {"name": "idle-account"},
-                "solvers": [{"http01": {"ingress": {"ingressClassName": "lab"}}}],
-            }
-        },
-    }
+    acme = manifests.pebble_acme(lab.env, privateKeySecretRef={"name": "idle-account"})
+    return manifests.issuer(namespace, ISSUER, acme)
 
 
 def cert_body(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": "Certificate",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "secretName": f"{name}-tls",
-            "issuerRef": {"name": ISSUER},
-            "dnsNames": [f"{name}.idle.lab.test"],
-        },
-    }
+    return manifests.certificate(
+        namespace, name, issuerRef={"name": ISSUER}, dnsNames=[f"{name}.idle.lab.test"]
+    )
 
 
 def is_ready(obj: dict[str, Any] | None) -> bool:

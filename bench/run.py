@@ -20,7 +20,6 @@ CPU per minute of idleness. Timings vary from run to run on a shared machine; th
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import os
 import re
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client, config
+from tests.lab import manifests
 from tests.lab.labenv import Lab
 from tests.lab.operator_proc import (
     CLUSTER_RESOURCE_NAMESPACE,
@@ -142,32 +142,14 @@ def ready_at(cert: dict[str, Any]) -> bool:
 
 
 def issuer_body(lab: Lab) -> dict[str, Any]:
-    return {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": "Issuer",
-        "metadata": {"name": "bench", "namespace": NS},
-        "spec": {
-            "acme": {
-                "server": lab.env["PEBBLE_DIRECTORY_URL"],
-                "caBundle": base64.b64encode(Path(lab.env["PEBBLE_TLS_CA"]).read_bytes()).decode(),
-                "privateKeySecretRef": {"name": "bench-account"},
-                "solvers": [{"http01": {"ingress": {"ingressClassName": "lab"}}}],
-            }
-        },
-    }
+    acme = manifests.pebble_acme(lab.env, privateKeySecretRef={"name": "bench-account"})
+    return manifests.issuer(NS, "bench", acme)
 
 
 def cert_body(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": "Certificate",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "secretName": f"{name}-tls",
-            "issuerRef": {"name": "bench"},
-            "dnsNames": [f"{name}.bench.lab.test"],
-        },
-    }
+    return manifests.certificate(
+        NS, name, issuerRef={"name": "bench"}, dnsNames=[f"{name}.bench.lab.test"]
+    )
 
 
 def wait_all(

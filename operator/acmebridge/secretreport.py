@@ -21,6 +21,7 @@ from acmebridge.domain import chain as chains
 from acmebridge.domain import secret as secrets
 from acmebridge.domain.errors import SpecError
 from acmebridge.domain.keys import load_private_key, public_key_fingerprint, public_key_parameters
+from acmebridge.domain.match import spec_mismatch
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.timefmt import format_time, parse_time
 
@@ -229,14 +230,7 @@ def _check_certificate(
     except SpecError as e:
         report.check("Certificate", False, f"its spec is invalid: {e.message}")
         return
-    mismatch = chains.cert_mismatch(
-        summary,
-        dns_names=spec.dns_names,
-        ip_addresses=spec.ip_addresses,
-        uris=spec.uris,
-        email_addresses=spec.email_addresses,
-        common_name=spec.common_name,
-    )
+    mismatch = spec_mismatch(summary, spec)
     report.check("names", mismatch is None, mismatch or "as the Certificate asks")
     want = (spec.private_key.algorithm, spec.private_key.size)
     have = (summary.key_algorithm, summary.key_size)

@@ -20,7 +20,6 @@ resources cluster-wide even to a namespaced operator) instead of registering new
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -45,6 +44,7 @@ from tests.chart.chart import (
     workload,
 )
 from tests.conftest import TEST_LABEL
+from tests.lab import manifests
 from tests.lab.labenv import Lab
 from tests.lab.operator_proc import CLUSTER_RESOURCE_NAMESPACE, OperatorProcess, start_operator
 from tests.lab.waits import wait_for, wait_for_condition
@@ -240,33 +240,18 @@ def forbidden(result: subprocess.CompletedProcess[str]) -> bool:
 
 
 def acme_issuer(lab: Lab, namespace: str, name: str) -> JSON:
-    return {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": "Issuer",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "acme": {
-                "server": lab.pebble_directory_url,
-                "caBundle": base64.b64encode(lab.pebble_tls_ca.read_bytes()).decode(),
-                "email": "pki@lab.test",
-                "privateKeySecretRef": {"name": f"{name}-account"},
-                "solvers": [{"http01": {"ingress": {"ingressClassName": lab.ingress_class}}}],
-            }
-        },
-    }
+    acme = manifests.pebble_acme(
+        lab.env,
+        privateKeySecretRef={"name": f"{name}-account"},
+        solvers=[{"http01": {"ingress": {"ingressClassName": lab.ingress_class}}}],
+    )
+    return manifests.issuer(namespace, name, acme)
 
 
 def certificate(namespace: str, name: str, issuer: str) -> JSON:
-    return {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": "Certificate",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "secretName": f"{name}-tls",
-            "issuerRef": {"name": issuer},
-            "dnsNames": [f"{name}.{namespace}.chart.lab.test"],
-        },
-    }
+    return manifests.certificate(
+        namespace, name, issuerRef={"name": issuer}, dnsNames=[f"{name}.{namespace}.chart.lab.test"]
+    )
 
 
 def ready(admin: Kube, plural: str, namespace: str, name: str) -> JSON:

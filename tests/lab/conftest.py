@@ -3,16 +3,16 @@ manifests for Issuers and Certificates pointing at the lab's Pebble."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, config
 
 from acmebridge.adapters.kube import Conflict, Kube, core_path, ours_path
+from tests.lab import manifests
+from tests.lab.manifests import b64_file as b64_file
 from tests.lab.operator_proc import CLUSTER_RESOURCE_NAMESPACE, OperatorProcess, start_operator
 
 
@@ -52,39 +52,16 @@ def operator(operator_factory: Callable[..., OperatorProcess], namespace: str) -
     return operator_factory(namespace)
 
 
-def b64_file(path: str) -> str:
-    return base64.b64encode(Path(path).read_bytes()).decode()
-
-
 def acme_spec(lab: Any, **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "server": lab.env["PEBBLE_DIRECTORY_URL"],
-        "caBundle": b64_file(lab.env["PEBBLE_TLS_CA"]),
-        "email": "pki@lab.test",
-        "privateKeySecretRef": {"name": "acme-account"},
-        "solvers": [{"http01": {"ingress": {"ingressClassName": "lab"}}}],
-    }
-    spec.update(overrides)
-    return spec
+    return manifests.pebble_acme(lab.env, **overrides)
 
 
 def make_issuer(k: Kube, namespace: str | None, name: str, acme: dict[str, Any]) -> dict[str, Any]:
-    kind = "Issuer" if namespace else "ClusterIssuer"
-    body = {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
-        "spec": {"acme": acme},
-    }
+    body = manifests.issuer(namespace, name, acme)
     return k.create(ours_path("issuers" if namespace else "clusterissuers", namespace), body)
 
 
 def make_certificate(k: Kube, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
-    spec.setdefault("secretName", f"{name}-tls")
-    body = {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": "Certificate",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-    return k.create(ours_path("certificates", namespace), body)
+    return k.create(
+        ours_path("certificates", namespace), manifests.certificate(namespace, name, **spec)
+    )

@@ -15,11 +15,15 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from acmebridge.domain.keys import public_key_fingerprint, public_key_parameters
+
+if TYPE_CHECKING:  # spec imports chain, which imports this module
+    from acmebridge.domain.spec import CertificateSpec
 
 
 @dataclass(frozen=True)
@@ -137,3 +141,15 @@ def cert_mismatch(
         have = f"commonName '{summary.common_name}'" if summary.common_name else "no commonName"
         parts.append(f"has {have}, the spec asks for '{common_name}'")
     return f"certificate {'; '.join(parts)}" if parts else None
+
+
+def spec_mismatch(summary: CertSummary, spec: CertificateSpec) -> str | None:
+    """:func:`cert_mismatch` against the names a Certificate's spec asks for."""
+    return cert_mismatch(
+        summary,
+        dns_names=spec.dns_names,
+        ip_addresses=spec.ip_addresses,
+        uris=spec.uris,
+        email_addresses=spec.email_addresses,
+        common_name=spec.common_name,
+    )

@@ -97,6 +97,7 @@ class Operator:
                 self.metrics.issuer(None, key)
                 self._wake_dependents(key)
             else:
+                self.rt.depend(key, None)
                 self.metrics.certificate(None, key)
             return
         old = self.rt.cache.get(key)

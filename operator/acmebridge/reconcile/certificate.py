@@ -21,6 +21,7 @@ from acmebridge.domain.conditions import Condition, get_condition, set_condition
 from acmebridge.domain.errors import AcmeUnavailable, SpecError
 from acmebridge.domain.journal import OrderJournal
 from acmebridge.domain.keys import key_matches_spec, load_private_key, public_key_fingerprint
+from acmebridge.domain.match import spec_mismatch
 from acmebridge.domain.schedule import backoff_delay
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.timefmt import format_time, parse_time
@@ -157,14 +158,7 @@ def assess_secret(
         has_key=True,
         key_matches_cert=public_key_fingerprint(key) == public_key_fingerprint(leaf),
         key_matches_spec=key_matches_spec(key, spec.private_key.algorithm, spec.private_key.size),
-        names_mismatch=chains.cert_mismatch(
-            summary,
-            dns_names=spec.dns_names,
-            ip_addresses=spec.ip_addresses,
-            uris=spec.uris,
-            email_addresses=spec.email_addresses,
-            common_name=spec.common_name,
-        ),
+        names_mismatch=spec_mismatch(summary, spec),
         not_after=summary.not_after,
         issuer_annotation_matches=(
             annotations.get(secrets.ISSUER_NAME_ANNOTATION) == spec.issuer_ref.name
@@ -210,9 +204,7 @@ async def _reconcile(
 
     # Gather: the issuer and its account.
     ikey = issuer_key(spec, ctx.namespace)
-    for deps in rt.dependents.values():
-        deps.discard(key)
-    rt.dependents[ikey].add(key)
+    rt.depend(key, ikey)
     issuer = rt.cache.get(ikey)
     kind = spec.issuer_ref.kind
     where = f" in namespace '{ctx.namespace}'" if kind == "Issuer" else ""

@@ -67,7 +67,18 @@ class Runtime:
     cache: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
     #: issuer key -> certificate keys that reference it (to wake them when the issuer changes)
     dependents: dict[ObjectKey, set[ObjectKey]] = field(default_factory=lambda: defaultdict(set))
+    #: certificate key -> the issuer key it references (the reverse of ``dependents``)
+    issuer_of: dict[ObjectKey, ObjectKey] = field(default_factory=dict)
     wake: Callable[[ObjectKey, float], None] = lambda key, delay: None
+
+    def depend(self, certificate: ObjectKey, issuer: ObjectKey | None) -> None:
+        """Record which issuer a certificate uses (None: it is gone), in O(1)."""
+        old = self.issuer_of.pop(certificate, None)
+        if old is not None:
+            self.dependents[old].discard(certificate)
+        if issuer is not None:
+            self.issuer_of[certificate] = issuer
+            self.dependents[issuer].add(certificate)
 
     async def io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking call in the bounded pool, in a copy of the caller's context (as
