@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the lab's pinned binaries (kube-apiserver, kube-controller-manager, kubectl, etcd, Pebble,
-# pebble-challtestsrv, helm, step-ca, step, stepca-eab) into .lab/bin.
+# Builds the lab's pinned binaries (kube-apiserver, kube-controller-manager, kubectl,
+# kube-scheduler, kubelet, kube-proxy, etcd, Pebble, pebble-challtestsrv, helm, step-ca, step, stepca-eab, lego) into
+# .lab/bin.
 #
 # A cold build of the Kubernetes binaries takes minutes on a small machine, so finished builds are
 # kept per machine in ${XDG_CACHE_HOME:-~/.cache}/acmebridge/lab-bin/<stamp>/ and only copied into
@@ -21,6 +22,11 @@ WRAPPED=(
   "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver"
   "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager"
   "kubectl=k8s.io/kubernetes/cmd/kubectl"
+  # The lab's real node (make lab-up NODE=1): kube-scheduler places Pods on it, kubelet runs
+  # them, kube-proxy makes ClusterIP Services work; all at the apiserver's version.
+  "kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler"
+  "kubelet=k8s.io/kubernetes/cmd/kubelet"
+  "kube-proxy=k8s.io/kubernetes/cmd/kube-proxy"
   "etcd=go.etcd.io/etcd/server/v3"
 )
 
@@ -39,11 +45,13 @@ INSTALLED=(
   "step=github.com/smallstep/cli/cmd/step@v0.30.6"
 )
 
-# Small lab tools with a module of their own under hack/ (their go.mod and go.sum pin them):
-# name=directory, built with `go build` there.
+# Modules of their own under hack/ (their go.mod and go.sum pin them, so their dependencies never
+# move the Kubernetes pins): name=directory[:package], built with `go build` there.
 LOCAL=(
   # Stores ACME EAB keys in step-ca's database (open-source step-ca has no API for it).
   "stepca-eab=hack/stepca-eab"
+  # The benchmark's baseline ACME client (bench/): the proxy serves v4.35.2 but lists no versions.
+  "lego=hack/lego:github.com/go-acme/lego/v4/cmd/lego"
 )
 
 # The version the Kubernetes binaries report comes from the pin itself, so it cannot drift.
@@ -63,7 +71,10 @@ stamp=$(
   {
     cat "$tools/go.mod" "$tools/go.sum"
     printf '%s\n' "${WRAPPED[@]}" "${INSTALLED[@]}" "$KUBE_LDFLAGS" "${KUBE_BUILD_FLAGS[@]}"
-    for entry in "${LOCAL[@]}"; do cat "$root/${entry#*=}"/go.mod "$root/${entry#*=}"/go.sum "$root/${entry#*=}"/*.go; done
+    for entry in "${LOCAL[@]}"; do
+      dir=${entry#*=} dir=${dir%%:*}
+      cat "$root/$dir"/go.mod "$root/$dir"/go.sum "$root/$dir"/*.go
+    done
     go env GOVERSION GOOS GOARCH CGO_ENABLED
   } | sha256sum | cut -c1-16
 )
@@ -101,10 +112,13 @@ build_into() {
     echo "   $name done in $(fmt_secs $((SECONDS - t0)))"
   done
   rmdir "$gobin"
+  local dir
   for entry in "${LOCAL[@]}"; do
-    name=${entry%%=*} pkg=${entry#*=} n=$((n + 1)) t0=$SECONDS
-    echo ">> [$n/$total] building $name ($pkg, pinned in its go.mod)"
-    (cd "$root/$pkg" && go build -o "$dest/$name" .)
+    name=${entry%%=*} dir=${entry#*=} n=$((n + 1)) t0=$SECONDS
+    pkg=.
+    [[ $dir == *:* ]] && pkg=${dir#*:} dir=${dir%%:*}
+    echo ">> [$n/$total] building $name ($dir, pinned in its go.mod)"
+    (cd "$root/$dir" && go build -o "$dest/$name" "$pkg")
     echo "   $name done in $(fmt_secs $((SECONDS - t0)))"
   done
 }
