@@ -43,8 +43,14 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "pebble", "pebb
 # The controllers that make namespaces, ownerReferences, Services and ServiceAccounts behave as
 # in a cluster (names as kube-controller-manager v1.36 `--help` lists them). The root CA
 # publisher fills kube-root-ca.crt, which every projected ServiceAccount token volume references;
-# clusterrole aggregation fills the admin/edit/view roles that RBAC tests bind to.
+# clusterrole aggregation fills the admin/edit/view roles that RBAC tests bind to. The workload
+# controllers make Deployments, StatefulSets and DaemonSets create real Pod objects, which the
+# API server sends through admission webhooks (workload mTLS injection).
 CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "statefulset-controller",
+    "daemonset-controller",
     "garbage-collector-controller",
     "namespace-controller",
     "endpoints-controller",
