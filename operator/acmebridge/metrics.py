@@ -174,8 +174,10 @@ class PrometheusMetrics(Metrics):
         )
         self.kube_requests = Counter(
             "acmebridge_kube_api_requests_total",
-            "Requests to the Kubernetes API by method and status class (2xx, 4xx, 5xx, error)",
-            ["method", "code"],
+            "Requests to the Kubernetes API by method, resource (the plural, with a "
+            "subresource after a slash: certificates/status) and status class (2xx, 4xx, 5xx, "
+            "error)",
+            ["method", "resource", "code"],
             registry=r,
         )
         self._solvers = 0
@@ -206,9 +208,9 @@ class PrometheusMetrics(Metrics):
             self._solvers = max(0, self._solvers + delta)
             self.solvers_live.set(self._solvers)
 
-    def kube_request(self, method: str, status: int) -> None:
+    def kube_request(self, method: str, status: int, resource: str = "") -> None:
         code = f"{status // 100}xx" if status else "error"
-        self.kube_requests.labels(method, code).inc()
+        self.kube_requests.labels(method, resource, code).inc()
 
     def reconciled(self, kind: str, error: bool) -> None:
         self.reconciles.labels(kind).inc()
@@ -292,7 +294,7 @@ def _exercised() -> PrometheusMetrics:
     m.failure("Failed", "urn:ietf:params:acme:error:connection")
     m.solvers(1)
     m.reconciled("certificates", error=True)
-    m.kube_request("PATCH", 200)
+    m.kube_request("PATCH", 200, "certificates/status")
     return m
 
 

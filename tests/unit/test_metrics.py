@@ -245,5 +245,13 @@ def test_reconciles_and_their_errors_by_resource(m: PrometheusMetrics) -> None:
 def test_kubernetes_requests_by_method_and_status_class(
     m: PrometheusMetrics, status: int, code: str
 ) -> None:
-    m.kube_request("POST", status)
-    assert value(m, "acmebridge_kube_api_requests_total", method="POST", code=code) == 1
+    m.kube_request("POST", status, "secrets")
+    assert (
+        value(m, "acmebridge_kube_api_requests_total", method="POST", resource="secrets", code=code)
+        == 1
+    )
+
+
+def test_kubernetes_requests_without_a_resource_have_an_empty_label(m: PrometheusMetrics) -> None:
+    m.kube_request("GET", 200)
+    assert value(m, "acmebridge_kube_api_requests_total", method="GET", resource="", code="2xx")

@@ -88,14 +88,41 @@ def ours_path(plural: str, namespace: str | None, name: str | None = None) -> st
     return group_path(GROUP, VERSION, plural, namespace, name)
 
 
+#: subresources of a Namespace itself: ``/api/v1/namespaces/<name>/status`` is the Namespace's
+#: status, not a resource "status" in that namespace (the API server's RequestInfo reads it so)
+_NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+
+
+def resource_of(path: str) -> str:
+    """The resource a request path names, for a metrics label: its plural, with the subresource
+    after a slash (``certificates/status``), or ``""`` for a path outside the resource APIs.
+
+    Read by position, as the API server reads its own paths, so that an object's name never
+    becomes a label value: the label stays as low-cardinality as the set of kinds we touch.
+    """
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if parts[:1] == ["api"]:
+        parts = parts[2:]
+    elif parts[:1] == ["apis"]:
+        parts = parts[3:]
+    else:
+        return ""
+    if len(parts) >= 3 and parts[0] == "namespaces" and parts[2] not in _NAMESPACE_SUBRESOURCES:
+        parts = parts[2:]
+    if not parts:
+        return ""
+    return f"{parts[0]}/{parts[2]}" if len(parts) >= 3 else parts[0]
+
+
 class Kube:
     """Thin raw-JSON access to the API server through one shared ``ApiClient``."""
 
     def __init__(
-        self, api: k8s.ApiClient, *, on_request: Callable[[str, int], None] | None = None
+        self, api: k8s.ApiClient, *, on_request: Callable[[str, int, str], None] | None = None
     ) -> None:
         self.api = api
-        #: called with (HTTP method, status; 0 when unreached) after every request, for metrics
+        #: called with (HTTP method, status; 0 when unreached, resource: :func:`resource_of` the
+        #: path) after every request, for metrics
         self.on_request = on_request
 
     def _call(
@@ -127,19 +154,19 @@ class Kube:
             )
             raw = resp.read()  # type: ignore[no-untyped-call]
         except ApiException as e:
-            self._count(method, int(e.status or 0))
+            self._count(method, int(e.status or 0), path)
             raise _wrap(e) from e
         except Exception as e:  # urllib3 errors: the server was not reached
-            self._count(method, 0)
+            self._count(method, 0, path)
             raise KubeError(0, "Unreachable", str(e)) from e
-        self._count(method, int(resp.status))
+        self._count(method, int(resp.status), path)
         if not 200 <= resp.status <= 299:
             raise _from_status(resp.status, raw)
         return json.loads(raw) if raw else None
 
-    def _count(self, method: str, status: int) -> None:
+    def _count(self, method: str, status: int, path: str) -> None:
         if self.on_request is not None:
-            self.on_request(method, status)
+            self.on_request(method, status, resource_of(path))
 
     def get(self, path: str) -> dict[str, Any] | None:
         try:
