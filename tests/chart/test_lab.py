@@ -370,9 +370,9 @@ def test_the_operator_issues_a_certificate_as_the_charts_service_account(
             ("get", "configmaps", "-n", "{ns}"), "read ConfigMaps", id="cannot read ConfigMaps"
         ),
         pytest.param(
-            ("delete", "certificate", "web", "-n", "{ns}"),
-            "delete a Certificate",
-            id="cannot delete Certificates",
+            ("delete", "issuer", "web", "-n", "{ns}"),
+            "delete an Issuer",
+            id="cannot delete Issuers",
         ),
     ],
 )
@@ -388,7 +388,8 @@ def test_the_service_account_is_refused_what_the_operator_never_needs(
     [
         pytest.param("watch", "secrets", id="no Secret watch"),
         pytest.param("deletecollection", "secrets", id="no Secret deletecollection"),
-        pytest.param("patch", "certificates.acmebridge.io", id="no Certificate spec writes"),
+        pytest.param("patch", "certificates.acmebridge.io", id="no Certificate patches"),
+        pytest.param("update", "ingresses.networking.k8s.io", id="no Ingress writes"),
         pytest.param("update", "issuers.acmebridge.io", id="no Issuer spec writes"),
         pytest.param("update", "pods", id="no Pod updates"),
     ],
@@ -423,6 +424,13 @@ def test_the_service_account_may_not(lab: Lab, release: Release, verb: str, reso
             id="ClusterIssuer status",
         ),
         pytest.param("create", "ingresses.networking.k8s.io", "{ns}", id="solver Ingresses"),
+        pytest.param("watch", "ingresses.networking.k8s.io", "{ns}", id="annotated Ingresses"),
+        pytest.param(
+            "update", "certificates.acmebridge.io", "{ns}", id="Certificates of Ingresses"
+        ),
+        pytest.param(
+            "delete", "certificates.acmebridge.io", "{ns}", id="Certificates of gone Ingresses"
+        ),
         pytest.param("create", "events", "default", id="Events about ClusterIssuers"),
         pytest.param("patch", "kopfpeerings.kopf.dev", "{ns}", id="its peering object"),
     ],

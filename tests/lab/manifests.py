@@ -50,3 +50,32 @@ def certificate(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
+
+
+def ingress(
+    namespace: str,
+    name: str,
+    tls: list[dict[str, Any]],
+    *,
+    annotations: Mapping[str, str] | None = None,
+    ingress_class: str = "lab",
+) -> dict[str, Any]:
+    """An Ingress routing each TLS host to Service ``web``, with certificate annotations."""
+    hosts = [host for entry in tls for host in entry.get("hosts", [])]
+    backend = {"service": {"name": "web", "port": {"number": 80}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": namespace, "annotations": dict(annotations or {})},
+        "spec": {
+            "ingressClassName": ingress_class,
+            "tls": tls,
+            "rules": [
+                {
+                    "host": host,
+                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
+                }
+                for host in hosts
+            ],
+        },
+    }

@@ -22,9 +22,11 @@ from kubernetes import config as k8s_config
 from acmebridge import logs
 from acmebridge.adapters.kube import Kube
 from acmebridge.config import OperatorConfig
+from acmebridge.domain.solvers import SOLVER_LABEL
 from acmebridge.metrics import PrometheusMetrics
 from acmebridge.reconcile.accounts import Account
 from acmebridge.reconcile.certificate import reconcile_certificate
+from acmebridge.reconcile.ingresses import IngressShim
 from acmebridge.reconcile.issuer import reconcile_issuer
 from acmebridge.reconcile.queue import WorkQueue
 from acmebridge.reconcile.runtime import Metrics, ObjectKey, Runtime, key_of
@@ -43,6 +45,7 @@ class Operator:
         self.accounts: dict[ObjectKey, Account] = {}
         self.issuer_failures: dict[ObjectKey, int] = {}
         self.queue: WorkQueue | None = None
+        self.ingresses: IngressShim | None = None
 
     async def start(self) -> None:
         try:
@@ -59,6 +62,7 @@ class Operator:
         self.rt = Runtime(config=self.config, kube=kube, executor=executor, metrics=self.metrics)
         self.queue = WorkQueue(self._reconcile, workers=self.config.concurrency)
         self.rt.wake = self.queue.add
+        self.ingresses = IngressShim(self.rt, wake=self.queue.add, forget=self.queue.forget)
         await self.queue.start()
 
     def _count_kube_request(self, method: str, status: int, resource: str) -> None:
@@ -83,6 +87,9 @@ class Operator:
         error = False
         try:
             with logs.about(*key):
+                if plural == "ingresses":
+                    assert self.ingresses is not None
+                    return await self.ingresses.reconcile(key)
                 if plural == "certificates":
                     return await reconcile_certificate(self.rt, key, self.accounts)
                 return await reconcile_issuer(self.rt, key, self.accounts, self.issuer_failures)
@@ -96,8 +103,15 @@ class Operator:
         """A watch event: remember the body, and wake the object (and, for issuers, its users)."""
         if self.rt is None or self.queue is None:
             return
+        if plural == "ingresses":
+            if self.ingresses is not None:
+                self.ingresses.observe(event)
+            return
         body = dict(event.get("object") or {})
         key = key_of(body, plural)
+        if plural == "certificates" and self.ingresses is not None:
+            gone = event.get("type") == "DELETED"
+            self.ingresses.certificate_seen(key, self.rt.cache.get(key), None if gone else body)
         if event.get("type") == "DELETED":
             self.rt.observe(key, None)
             self.queue.forget(key)
@@ -167,3 +181,10 @@ async def _issuer_event(event: kopf.RawEvent, **_: Any) -> None:
 async def _clusterissuer_event(event: kopf.RawEvent, **_: Any) -> None:
     if OPERATOR is not None:
         OPERATOR.observe("clusterissuers", event)
+
+@kopf.on.event("networking.k8s.io", "v1", "ingresses", labels={SOLVER_LABEL: kopf.ABSENT})
+async def _ingress_event(event: kopf.RawEvent, **_: Any) -> None:
+    # Annotated Ingresses get Certificates (reconcile/ingresses.py); the operator's own HTTP-01
+    # solver Ingresses are filtered out here already.
+    if OPERATOR is not None:
+        OPERATOR.observe("ingresses", event)
