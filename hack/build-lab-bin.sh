@@ -52,6 +52,8 @@ LOCAL=(
   "stepca-eab=hack/stepca-eab"
   # The benchmark's baseline ACME client (bench/): the proxy serves v4.35.2 but lists no versions.
   "lego=hack/lego:github.com/go-acme/lego/v4/cmd/lego"
+  # The real node's sandbox ("pause") container, wrapped in an image by tests/lab/labnode.py.
+  "pause=hack/pause"
 )
 
 # The version the Kubernetes binaries report comes from the pin itself, so it cannot drift.

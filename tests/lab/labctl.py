@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.lab import labfiles, labparts, labprobes, labproc, labstepca
+from tests.lab import labfiles, labnode, labparts, labprobes, labproc, labstepca
 from tests.lab.labparts import Component, Layout, Ports
 
 NOT_RUNNING = "not running"
@@ -281,6 +281,8 @@ def down(layout: Layout) -> None:
 
 def _stop(layout: Layout) -> int:
     """Stops the recorded processes, the node agent's solvers and any stray; clears the state."""
+    # The real node first, while the API server still answers: it restores the host.
+    node_stopped = labnode.down(layout, quiet=True)
     procs = [p for p in labproc.recorded(layout.run) if p.alive()]
     solvers = _solver_pids(layout, procs)
     graceful = [p.pid for p in procs if p.name in GRACEFUL]
@@ -297,7 +299,7 @@ def _stop(layout: Layout) -> int:
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
-    return len(procs) + len(solvers) + len(strays)
+    return node_stopped + len(procs) + len(solvers) + len(strays)
 
 
 def _solver_pids(layout: Layout, procs: Sequence[labproc.Proc]) -> list[int]:
@@ -336,6 +338,28 @@ def _describe(pids: Sequence[int]) -> str:
     return "; ".join(f"{pid} ({cmdline(pid)})" for pid in pids)
 
 
+# --- the real node (make node-up, make lab-up NODE=1) ---------------------------------------
+
+
+def node_up(layout: Layout) -> None:
+    """Adds the real node to the running lab (tests/lab/labnode.py), or reuses a running one."""
+    with labproc.locked(layout.lock_file):
+        ports = _started_ports(layout)
+        problem = health(layout)
+        if ports is None or problem is not None:
+            raise LabError(f"the lab is not up ({problem}): `make lab-up` first")
+        labnode.up(layout, apiserver_port=ports.apiserver)
+        labfiles.write_env(layout)
+
+
+def node_down(layout: Layout) -> None:
+    """Stops the real node and restores the host; the rest of the lab keeps running."""
+    with labproc.locked(layout.lock_file):
+        labnode.down(layout)
+        if layout.env_file.exists():
+            labfiles.write_env(layout)
+
+
 # --- status ---------------------------------------------------------------------------------
 
 
@@ -370,7 +394,9 @@ def status(layout: Layout) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labctl", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument(
+        "command", choices=("up", "down", "status", "node-up", "node-down", "node-status")
+    )
     parser.add_argument(
         "--repo", type=Path, default=repo_root(), help="the checkout (default: this one)"
     )
@@ -381,9 +407,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             up(layout)
         elif args.command == "down":
             down(layout)
+        elif args.command == "node-up":
+            node_up(layout)
+        elif args.command == "node-down":
+            node_down(layout)
+        elif args.command == "node-status":
+            return labnode.status(layout)
         else:
             return status(layout)
-    except (LabError, labstepca.StepCaError) as exc:
+    except (LabError, labstepca.StepCaError, labnode.NodeError) as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1
     return 0

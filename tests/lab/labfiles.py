@@ -25,6 +25,7 @@ from tests.lab.labparts import (
     Layout,
     Ports,
 )
+from tests.lab.nodenet import BRIDGE_ADDRESS, NODE_NAME
 
 
 def write_pki(layout: Layout) -> None:
@@ -53,6 +54,13 @@ def write_pki(layout: Layout) -> None:
     client_ca.write(pki / "client-ca.pem", pki / "client-ca-key.pem")
     admin = labpki.issue(client_ca, "lab-admin", organization="system:masters", client=True)
     admin.write(pki / "admin.pem", pki / "admin-key.pem")
+    # What the API server shows the real node's kubelet (logs, exec); system:masters, as kubeadm.
+    kubelet_client = labpki.issue(
+        client_ca, "kube-apiserver-kubelet-client", organization="system:masters", client=True
+    )
+    kubelet_client.write(
+        pki / "apiserver-kubelet-client.pem", pki / "apiserver-kubelet-client-key.pem"
+    )
     labpki.write_service_account_keys(pki / "sa.key", pki / "sa.pub")
 
     layout.pebble.mkdir(parents=True, exist_ok=True)
@@ -62,7 +70,8 @@ def write_pki(layout: Layout) -> None:
         pebble_ca,
         "pebble",
         dns_names=("localhost", "pebble"),
-        ip_addresses=("127.0.0.1",),
+        # Pods on the real node reach Pebble at the host's bridge address (make node-up).
+        ip_addresses=("127.0.0.1", BRIDGE_ADDRESS),
         server=True,
     )
     pebble_tls.write(layout.pebble / "tls.pem", layout.pebble / "tls-key.pem")
@@ -143,6 +152,8 @@ def env_values(layout: Layout) -> dict[str, str]:
         "LAB_HTTP01_PORT": str(HTTP01_PORT),
         "LAB_INGRESS_CLASS": INGRESS_CLASS,
         **labstepca.env_values(layout),
+        # The real node's name while it runs (make node-up), absent otherwise.
+        **({"LAB_NODE": NODE_NAME} if (layout.lab / "node" / "state.json").exists() else {}),
     }
 
 

@@ -228,6 +228,10 @@ def kube_apiserver(layout: Layout, ports: Ports) -> Component:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--allow-privileged=true",
+            # For `kubectl logs` and `exec` on the real node (make node-up): the kubelet
+            # authenticates the API server by this client certificate.
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.pem'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client-key.pem'}",
             # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints validation
             # refuses (loopback); nothing in the lab reaches the API server through that Service.
             "--endpoint-reconciler-type=none",

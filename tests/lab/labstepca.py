@@ -34,6 +34,7 @@ from pathlib import Path
 
 from tests.lab import labprobes, labproc
 from tests.lab.labparts import DNS_PORT, HTTP01_PORT, Component, Layout, child_env
+from tests.lab.nodenet import BRIDGE_ADDRESS
 
 STEPCA = "step-ca"
 AIA = "pki-aia"
@@ -257,6 +258,8 @@ def prepare(layout: Layout) -> None:
         f"--name={ORGANIZATION} ACME",
         "--dns=127.0.0.1",
         "--dns=localhost",
+        # Pods on the real node reach step-ca at the host's bridge address (make node-up).
+        f"--dns={BRIDGE_ADDRESS}",
         f"--address=127.0.0.1:{STEPCA_PORT}",
         "--provisioner=admin",
         f"--password-file={password_file(layout)}",

@@ -1,0 +1,3 @@
+module acmebridge.io/lab-pause
+
+go 1.26.0
