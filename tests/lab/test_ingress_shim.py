@@ -5,10 +5,18 @@ on their Ingress."""
 
 from __future__ import annotations
 
+import base64
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from acmebridge.adapters.kube import Kube, core_path, group_path, ours_path
 from acmebridge.domain.ingress_shim import INGRESS_LABEL
@@ -19,6 +27,8 @@ from tests.lab.test_issuance import load_chain, ready, sans, secret_data
 from tests.lab.waits import condition, wait_for
 
 pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TIMEOUT = 90
 
@@ -316,4 +326,94 @@ def test_deleting_the_ingress_lets_the_garbage_collector_take_its_certificate(
     )
     k.delete(ingress_path(namespace, "shop"))
     wait_gone(k, namespace, "shop-tls")
+    assert_healthy(operator)
+
+
+def cert_manager_secret(namespace: str, name: str, dns_name: str) -> dict[str, Any]:
+    """A TLS Secret as cert-manager leaves it behind: its annotations, no acmebridge marks."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "left by cert-manager")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "annotations": {
+                "cert-manager.io/certificate-name": name,
+                "cert-manager.io/issuer-name": "pebble",
+                "cert-manager.io/issuer-kind": "Issuer",
+            },
+        },
+        "data": {
+            "tls.crt": base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode(),
+            "tls.key": base64.b64encode(pem_key).decode(),
+        },
+    }
+
+
+def test_a_secret_cert_manager_wrote_is_handed_over_and_reissued_in_place(
+    lab: Any, k: Kube, namespace: str, issuer: str, operator: OperatorProcess
+) -> None:
+    # The migration docs/ingress.md describes: the Ingress keeps its cert-manager.io annotation,
+    # the Secret cert-manager wrote is not taken without being handed over, then is re-issued.
+    name = host(namespace, "moved")
+    old = k.create(
+        core_path("secrets", namespace), cert_manager_secret(namespace, "moved-tls", name)
+    )
+    apply_ingress(
+        k,
+        namespace,
+        [{"hosts": [name], "secretName": "moved-tls"}],
+        {"cert-manager.io/issuer": issuer},
+    )
+    refused = condition(ready(k, namespace, "moved-tls", status="False"), "Ready")
+    assert refused is not None and refused["reason"] == "SecretConflict", refused
+    untouched = k.get(core_path("secrets", namespace, "moved-tls"))
+    assert untouched is not None and untouched["data"] == old["data"]
+
+    cert = certificate(k, namespace, "moved-tls")
+    assert cert is not None
+    k.merge_patch(
+        core_path("secrets", namespace, "moved-tls"),
+        {
+            "metadata": {
+                "labels": {"acmebridge.io/certificate-name": "moved-tls"},
+                "annotations": {"acmebridge.io/certificate-uid": cert["metadata"]["uid"]},
+            }
+        },
+    )
+    renew = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "acmebridge"), "renew", "-n", namespace, "moved-tls"],
+        env={**os.environ, "KUBECONFIG": lab.env["KUBECONFIG"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert renew.returncode == 0, renew.stdout + renew.stderr
+    ready(k, namespace, "moved-tls")
+    after = k.get(core_path("secrets", namespace, "moved-tls"))
+    assert after is not None and after["metadata"]["uid"] == old["metadata"]["uid"]
+    leaf = load_chain(secret_data(k, namespace, "moved-tls")["tls.crt"])[0]
+    assert leaf.issuer != leaf.subject, "Pebble's certificate replaced the self-signed one"
+    assert sans(leaf)[0] == {name}
     assert_healthy(operator)

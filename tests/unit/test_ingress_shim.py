@@ -637,10 +637,22 @@ def test_deletes_the_certificate_of_a_tls_entry_that_went() -> None:
     assert not todo.create and not todo.update
 
 
-def test_removing_the_annotation_deletes_every_certificate_of_the_ingress() -> None:
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(ingress(annotations={}), id="the issuer annotation removed"),
+        pytest.param(ingress(tls=[]), id="every TLS entry removed"),
+        pytest.param(
+            ingress({"cert-manager.io/issuer": "x", "cert-manager.io/issuer-group": "other.io"}),
+            id="the Ingress now meant for another controller's issuer",
+        ),
+    ],
+)
+def test_deletes_every_certificate_of_an_ingress_that_asks_for_none(source: Any) -> None:
     existing = {"web-tls": made(ingress())}
-    todo = changes(plan(ingress(annotations={})), ingress_uid=UID, existing=existing)
+    todo = changes(plan(source), ingress_uid=UID, existing=existing)
     assert [b["metadata"]["name"] for b in todo.delete] == ["web-tls"]
+    assert not todo.create and not todo.update
 
 
 OTHERS = made(ingress(name="other", uid=OTHER_UID), "web-tls")
