@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.lab import labfiles, labnode, labparts, labprobes, labproc, labstepca
+from tests.lab import labbind, labfiles, labnode, labparts, labprobes, labproc, labstepca
 from tests.lab.labparts import Component, Layout, Ports
 
 NOT_RUNNING = "not running"
@@ -66,6 +66,7 @@ def up(layout: Layout) -> None:
         problem = health(layout)
         if problem is None:
             _say(f"lab: already running and healthy, reusing it (env: {layout.env_file})")
+            _ensure_bind(layout, began)
             _ensure_stepca(layout, began)
             return
         if problem != NOT_RUNNING:
@@ -78,7 +79,16 @@ def up(layout: Layout) -> None:
             _say("lab: start failed, stopping what did start (logs stay in .lab/logs)")
             _stop(layout)
             raise
+        _ensure_bind(layout, began)
         _ensure_stepca(layout, began)
+
+
+def _ensure_bind(layout: Layout, began: float) -> None:
+    # BIND, like step-ca, needs nothing from the cluster: started alone when missing or
+    # unhealthy, so that adding it to a running lab leaves everything else running.
+    if labbind.ensure(layout, launch=lambda stage: _launch(layout, stage), say=_say):
+        labfiles.write_env(layout)
+        _say(f"lab: BIND up in {time.monotonic() - began:.1f}s")
 
 
 def _ensure_stepca(layout: Layout, began: float) -> None:
@@ -376,7 +386,12 @@ def status(layout: Layout) -> int:
             _say(f"   {proc.name:<24} pid {proc.pid:<8} {'running' if proc.alive() else 'dead'}")
         return 1
     ok = True
-    for component in [*_components(layout, ports), *labstepca.components(layout)]:
+    components = [
+        *_components(layout, ports),
+        *labbind.components(layout),
+        *labstepca.components(layout),
+    ]
+    for component in components:
         found = procs.get(component.name)
         if found is None or not found.alive():
             line, ok = "not running", False
@@ -415,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return labnode.status(layout)
         else:
             return status(layout)
-    except (LabError, labstepca.StepCaError, labnode.NodeError) as exc:
+    except (LabError, labbind.BindError, labstepca.StepCaError, labnode.NodeError) as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1
     return 0

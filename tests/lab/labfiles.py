@@ -11,7 +11,7 @@ import json
 import shlex
 from pathlib import Path
 
-from tests.lab import labstepca
+from tests.lab import labbind, labstepca
 from tests.lab.labparts import (
     CHALLTESTSRV_MGMT_PORT,
     DNS_PORT,
@@ -151,6 +151,7 @@ def env_values(layout: Layout) -> dict[str, str]:
         "LAB_DNS_SERVER": f"127.0.0.1:{DNS_PORT}",
         "LAB_HTTP01_PORT": str(HTTP01_PORT),
         "LAB_INGRESS_CLASS": INGRESS_CLASS,
+        **labbind.env_values(layout),
         **labstepca.env_values(layout),
         # The real node's name while it runs (make node-up), absent otherwise.
         **({"LAB_NODE": NODE_NAME} if (layout.lab / "node" / "state.json").exists() else {}),

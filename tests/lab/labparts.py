@@ -23,6 +23,8 @@ PEBBLE_ACME_PORT = 14000
 PEBBLE_MGMT_PORT = 15000
 CHALLTESTSRV_MGMT_PORT = 8055
 DNS_PORT = 8053
+# BIND (tests/lab/labbind.py): the DNS-01 zones, and the resolver Pebble and step-ca ask.
+BIND_PORT = 8054
 HTTP01_PORT = 5002
 TLSALPN01_PORT = 5001
 # Pebble's validity for its one profile: 90 days, like Let's Encrypt's classic profile.
@@ -299,7 +301,9 @@ def pebble(layout: Layout) -> Component:
         argv=(
             str(layout.bin / "pebble"),
             f"-config={layout.pebble / 'config.json'}",
-            f"-dnsserver=127.0.0.1:{DNS_PORT}",
+            # BIND answers the DNS-01 zones and forwards every other name to challtestsrv, so
+            # DNS-01 validation asks the lab's real DNS server (tests/lab/labbind.py).
+            f"-dnsserver=127.0.0.1:{BIND_PORT}",
         ),
         # No random 0-15 s sleep before validating, and no random bad-nonce rejections: tests
         # that want rejections start their own Pebble.

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tests.lab import labprobes, labproc
-from tests.lab.labparts import DNS_PORT, HTTP01_PORT, Component, Layout, child_env
+from tests.lab.labparts import BIND_PORT, HTTP01_PORT, Component, Layout, child_env
 from tests.lab.nodenet import BRIDGE_ADDRESS
 
 STEPCA = "step-ca"
@@ -119,9 +119,10 @@ def _stepca(layout: Layout) -> Component:
             str(layout.bin / "step-ca"),
             str(ca_json(layout)),
             f"--password-file={password_file(layout)}",
-            # Names resolve through challtestsrv (every name is 127.0.0.1), and HTTP-01 is
-            # validated on the ingress stand-in's port instead of 80 (which needs --insecure).
-            f"--resolver=127.0.0.1:{DNS_PORT}",
+            # Names resolve through BIND: its DNS-01 zones, and challtestsrv for every other name
+            # (127.0.0.1). HTTP-01 is validated on the ingress stand-in's port instead of 80
+            # (which needs --insecure).
+            f"--resolver=127.0.0.1:{BIND_PORT}",
             "--insecure",
             f"--acme-http-port={HTTP01_PORT}",
         ),

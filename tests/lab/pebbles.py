@@ -47,6 +47,9 @@ class ExtraPebble:
     mgmt_port: int
     profiles: Mapping[str, Mapping[str, Any]]
     env: Mapping[str, str] = field(default_factory=dict)
+    # Where it resolves names (Pebble's -dnsserver): challtestsrv by default; the lab's BIND
+    # (labparts.BIND_PORT) for DNS-01 through the lab's zones, as the lab's own Pebble does.
+    dns_server: str = f"127.0.0.1:{labparts.DNS_PORT}"
     proc: labproc.Proc | None = None
     starts: int = 0
 
@@ -102,7 +105,7 @@ class ExtraPebble:
         argv = (
             str(self.layout.bin / "pebble"),
             f"-config={config}",
-            f"-dnsserver=127.0.0.1:{labparts.DNS_PORT}",
+            f"-dnsserver={self.dns_server}",
         )
         env = labparts.child_env(self.layout, {**BASE_ENV, **self.env})
         # labproc.start logs to <log_dir>/<name>.log and writes <run_dir>/<name>.pid.
@@ -204,7 +207,8 @@ def pebble_factory(lab: Any, request: pytest.FixtureRequest) -> Iterator[PebbleF
     """Starts extra Pebbles for this test; each is stopped when the test ends.
 
     ``pebble_factory(validity=120, env={"PEBBLE_WFE_NONCEREJECT": "50"})`` gives one profile
-    ``default`` with that validity in seconds; ``profiles=`` replaces the profiles entirely.
+    ``default`` with that validity in seconds; ``profiles=`` replaces the profiles entirely;
+    ``dns_server=`` is where it resolves names (challtestsrv unless given).
     """
     layout = labparts.Layout(Path(lab.env.get("LAB_DIR", str(ROOT / ".lab"))).parent)
     started: list[ExtraPebble] = []
@@ -215,6 +219,7 @@ def pebble_factory(lab: Any, request: pytest.FixtureRequest) -> Iterator[PebbleF
         profiles: Mapping[str, Mapping[str, Any]] | None = None,
         env: Mapping[str, str] | None = None,
         name: str | None = None,
+        dns_server: str | None = None,
     ) -> ExtraPebble:
         ports: set[int] = set()
         while len(ports) < 2:
@@ -230,6 +235,7 @@ def pebble_factory(lab: Any, request: pytest.FixtureRequest) -> Iterator[PebbleF
             profiles=profiles
             or {"default": {"description": f"{validity} seconds", "validityPeriod": validity}},
             env=dict(env or {}),
+            dns_server=dns_server or f"127.0.0.1:{labparts.DNS_PORT}",
         )
         started.append(pebble)
         pebble.start()
