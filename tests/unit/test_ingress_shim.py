@@ -9,9 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from acmebridge.adapters.kube import Kube
 from acmebridge.config import OperatorConfig
+from acmebridge.domain.ingress_annotations import OPTIONS
 from acmebridge.domain.ingress_shim import (
     BAD_CONFIG,
     CONFLICT,
@@ -25,7 +28,7 @@ from acmebridge.domain.ingress_shim import (
 )
 from acmebridge.domain.secret import label_value
 from acmebridge.domain.solvers import SOLVER_LABEL
-from acmebridge.domain.spec import IssuerRef
+from acmebridge.domain.spec import CertificateSpec, IssuerRef
 from acmebridge.reconcile.ingresses import IngressShim
 from acmebridge.reconcile.runtime import ObjectKey, Runtime
 
@@ -807,3 +810,63 @@ def test_a_deleted_ingress_is_forgotten(shim: Any) -> None:
     s.observe({"type": "ADDED", "object": ingress()})
     s.observe({"type": "DELETED", "object": ingress()})
     assert rec.forgotten == [KEY] and KEY not in rt.cache
+
+
+# --- Any input -------------------------------------------------------------------------------
+
+_KEYS = [
+    prefix + option
+    for prefix in ("acmebridge.io/", "cert-manager.io/")
+    for option in (*OPTIONS, "issuer", "cluster-issuer", "issuer-kind", "issuer-group")
+]
+_VALUES = st.sampled_from(
+    [
+        "",
+        "ca",
+        "RSA",
+        "Ed25519",
+        "2160h",
+        "90d",
+        "-5s",
+        "0",
+        "150",
+        "a,b",
+        '"a',
+        "{}",
+        "8192",
+        "ClusterIssuer",
+        "10.0.0.1",
+        "*.a.example",
+        "digital signature",
+    ]
+) | st.text(max_size=30)
+_HOSTS = st.sampled_from(["a.example", "A.Example.", "10.0.0.1", "::1", "*.a.example", "", "a b"])
+_ENTRY = st.fixed_dictionaries(
+    {},
+    optional={
+        "hosts": st.lists(_HOSTS | st.text(max_size=10), max_size=4) | st.integers(),
+        "secretName": st.sampled_from(["web-tls", "api-tls", "", "Bad_Name"]) | st.none(),
+    },
+)
+_TLS = st.lists(_ENTRY | st.integers() | st.text(max_size=5), max_size=4) | st.none() | st.text()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    annotations=st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=8),
+    tls=_TLS,
+    labels=st.dictionaries(st.sampled_from(["app", "acmebridge.io/x"]), st.text(max_size=5)),
+)
+def test_no_ingress_crashes_the_shim_and_every_manifest_parses(
+    annotations: dict[str, str], tls: Any, labels: dict[str, str]
+) -> None:
+    body = ingress(annotations, labels=labels)
+    body["spec"]["tls"] = tls
+    p = plan(body)
+    todo = changes(p, ingress_uid=UID, existing={"web-tls": made(ingress())})
+    for desired in p.certificates:
+        assert CertificateSpec.from_body(desired.manifest["spec"]) == desired.spec
+        assert desired.manifest["metadata"]["labels"][INGRESS_LABEL] == "web"
+    if p.hold or not p.wanted:
+        assert not p.certificates and not todo.create and not todo.update
+    assert all(problem.message for problem in (*p.problems, *todo.problems))
