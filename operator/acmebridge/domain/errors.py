@@ -32,6 +32,7 @@ __all__ = [
     "AcmeProblem",
     "AcmeUnavailable",
     "AcmebridgeError",
+    "DnsProblem",
     "SecretConflict",
     "Severity",
     "SpecError",
@@ -107,6 +108,36 @@ class SecretConflict(AcmebridgeError):
         super().__init__(message)
         self.secret_name = secret_name
         self.message = message
+
+
+class DnsProblem(AcmebridgeError):
+    """A DNS server refused, failed or did not answer a DNS-01 update or lookup.
+
+    ``server`` is the ``host:port`` asked; ``rcode`` its answer (``REFUSED``, ``NOTAUTH``...), or
+    None when it did not answer at all; ``tsig_error`` the TSIG error it signalled (RFC 8945 §5.2:
+    ``BADSIG``, ``BADKEY``, ``BADTIME``). ``severity`` says whether the same request may succeed
+    later (a timeout, SERVFAIL) or not (a refusal); ``domain.dns01.rcode_severity`` decides it.
+    ``short`` is the few words a propagation message shows per server.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        server: str,
+        severity: Severity,
+        rcode: str | None = None,
+        tsig_error: str | None = None,
+        short: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.server = server
+        self.severity = severity
+        self.rcode = rcode
+        self.tsig_error = tsig_error
+        tsig = f" ({tsig_error})" if tsig_error else ""
+        self.short = short or (f"answered {rcode}{tsig}" if rcode else message)
 
 
 class Severity(Enum):
@@ -204,6 +235,8 @@ def classify(problem: str | AcmebridgeError) -> Severity:
         return _T
     if isinstance(problem, AcmeUnavailable):
         return _T
+    if isinstance(problem, DnsProblem):
+        return problem.severity
     # SpecError, SecretConflict: the same input fails the same way until someone changes it.
     return _P
 
@@ -219,5 +252,7 @@ def is_user_fixable(problem: str | AcmebridgeError) -> bool:
         return is_user_fixable(problem.type)
     if isinstance(problem, TLSTrustError):
         return True  # spec.acme.caBundle does not match the server's certificate
+    if isinstance(problem, DnsProblem):
+        return True  # the DNS server, its zone or the Issuer's rfc2136 settings: the user's
     # Otherwise unreachable servers are not; SpecError and SecretConflict are.
     return not isinstance(problem, AcmeUnavailable)
