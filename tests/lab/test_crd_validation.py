@@ -302,6 +302,16 @@ REFUSED = [
         ["nameserver must be host or host:port"],
         id="an IPv6 nameserver without brackets is refused",
     ),
+    pytest.param(
+        issuer(solvers=[rfc2136(protocol="tcp")]),
+        ["protocol", 'Unsupported value: "tcp"', '"UDP", "TCP"'],
+        id="a lower-case protocol is refused, as cert-manager's is case-sensitive",
+    ),
+    pytest.param(
+        issuer(solvers=[{"dns01": {**rfc2136()["dns01"], "cnameStrategy": "Always"}}]),
+        ["cnameStrategy", 'Unsupported value: "Always"', '"None", "Follow"'],
+        id="an unknown cnameStrategy is refused",
+    ),
     # Certificate
     pytest.param(
         certificate(secretName=OMIT),
@@ -517,6 +527,12 @@ ACCEPTED = [
                 },
                 rfc2136(**TSIG),
                 {"dns01": {"rfc2136": {"nameserver": "[2001:db8::53]:53"}}},
+                {
+                    "dns01": {
+                        "cnameStrategy": "Follow",
+                        "rfc2136": {"nameserver": "ns1.example.com", "protocol": "TCP", **TSIG},
+                    }
+                },
             ],
         ),
         id="an issuer using every field",
@@ -587,6 +603,14 @@ def test_issuer_defaults(kube: client.ApiClient, ns: str) -> None:
     assert acme["privateKeySecretRef"] == {"name": "account", "key": "tls.key"}
     assert acme["externalAccountBinding"]["keyAlgorithm"] == "HS256"
     assert acme["solvers"][0]["http01"]["ingress"] == {"serviceType": "ClusterIP"}
+
+
+def test_dns01_defaults_are_udp_and_no_cname_following(kube: client.ApiClient, ns: str) -> None:
+    dns01 = create(kube, ns, issuer(solvers=[rfc2136()]))["spec"]["acme"]["solvers"][0]["dns01"]
+    assert dns01 == {
+        "cnameStrategy": "None",
+        "rfc2136": {"nameserver": "10.0.0.53:53", "protocol": "UDP"},
+    }
 
 
 def example_files() -> list[Any]:

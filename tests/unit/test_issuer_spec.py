@@ -199,6 +199,28 @@ def test_nameserver_is_normalised(nameserver: str, expected: str) -> None:
     assert spec.solvers[0].dns01 == Rfc2136Solver(nameserver=expected)
 
 
+@pytest.mark.parametrize(
+    ("dns01", "protocol", "cname_strategy"),
+    [
+        pytest.param({}, "UDP", "None", id="UDP and no CNAME following by default"),
+        pytest.param({"rfc2136": {"protocol": "TCP"}}, "TCP", "None", id="protocol TCP is kept"),
+        pytest.param({"cnameStrategy": "Follow"}, "UDP", "Follow",
+                     id="cnameStrategy Follow, one level above rfc2136 as in cert-manager"),
+        pytest.param({"cnameStrategy": "None", "rfc2136": {"protocol": "UDP"}}, "UDP", "None",
+                     id="the defaults written out"),
+    ],
+)  # fmt: skip
+def test_dns01_protocol_and_cname_strategy(
+    dns01: dict[str, Any], protocol: str, cname_strategy: str
+) -> None:
+    rfc2136 = {"nameserver": "10.0.0.53", **dns01.get("rfc2136", {})}
+    body = {**{k: v for k, v in dns01.items() if k != "rfc2136"}, "rfc2136": rfc2136}
+    spec = acme(solvers=[{"dns01": body}])
+    assert spec.solvers[0].dns01 == Rfc2136Solver(
+        nameserver="10.0.0.53:53", protocol=protocol, cname_strategy=cname_strategy
+    )
+
+
 def _solver(solver: dict[str, Any]) -> dict[str, Any]:
     return {"solvers": [solver]}
 
@@ -402,6 +424,16 @@ BAD_ISSUERS = [
         _solver({"dns01": {"rfc2136": {"nameserver": "ns", "tsigAlgorithm": "HMACSHA3"}}}),
         "tsigAlgorithm: must be one of HMACMD5, HMACSHA1, HMACSHA256, HMACSHA512",
         id="refuses an unknown TSIG algorithm",
+    ),
+    pytest.param(
+        _solver({"dns01": {"rfc2136": {"nameserver": "ns", "protocol": "tcp"}}}),
+        "spec.acme.solvers[0].dns01.rfc2136.protocol: must be one of UDP, TCP; got 'tcp'",
+        id="refuses a lower-case protocol (case-sensitive, as in cert-manager)",
+    ),
+    pytest.param(
+        _solver({"dns01": {"rfc2136": {"nameserver": "ns"}, "cnameStrategy": "Always"}}),
+        "spec.acme.solvers[0].dns01.cnameStrategy: must be one of None, Follow",
+        id="refuses an unknown cnameStrategy",
     ),
 ]
 

@@ -224,15 +224,25 @@ def _pod_spec_overrides(spec: Fields | None) -> FrozenDict[str, JSONValue]:
 
 @dataclass(frozen=True)
 class Rfc2136Solver:
-    """DNS-01 by RFC 2136 dynamic update, TSIG-signed when a key is given."""
+    """DNS-01 by RFC 2136 dynamic update, TSIG-signed when a key is given.
+
+    ``protocol`` is ``dns01.rfc2136.protocol`` (``UDP``, asked again over TCP when an answer is
+    truncated, or ``TCP``); ``cname_strategy`` is ``dns01.cnameStrategy`` one level up (``None``,
+    or ``Follow``: update the record where a CNAME chain at ``_acme-challenge.<name>`` ends). Both
+    keep cert-manager's names and case-sensitive values.
+    """
 
     nameserver: str
     tsig_key_name: str | None = None
     tsig_algorithm: str | None = None
     tsig_secret_ref: SecretKeySelector | None = None
+    protocol: str = "UDP"
+    cname_strategy: str = "None"
 
     @classmethod
-    def from_body(cls, rfc2136: Any, *, path: str = "dns01.rfc2136") -> Self:
+    def from_body(
+        cls, rfc2136: Any, *, path: str = "dns01.rfc2136", cname_strategy: str = "None"
+    ) -> Self:
         f = Fields(rfc2136, path)
         nameserver = _nameserver(f.at("nameserver"), f.required_string("nameserver"))
         key_name = f.string("tsigKeyName", max_length=253)
@@ -256,6 +266,8 @@ class Rfc2136Solver:
             tsig_key_name=key_name,
             tsig_algorithm=algorithm,
             tsig_secret_ref=SecretKeySelector.from_body(ref.data, path=ref.path) if ref else None,
+            protocol=f.choice("protocol", ("UDP", "TCP"), default="UDP"),
+            cname_strategy=cname_strategy,
         )
 
 
@@ -304,7 +316,11 @@ class Solver:
             rfc2136 = dns01.object("rfc2136")
             if rfc2136 is None:
                 dns01.fail("rfc2136", "is required: acmebridge solves DNS-01 through RFC 2136")
-            dns = Rfc2136Solver.from_body(rfc2136.data, path=rfc2136.path)
+            dns = Rfc2136Solver.from_body(
+                rfc2136.data,
+                path=rfc2136.path,
+                cname_strategy=dns01.choice("cnameStrategy", ("None", "Follow"), default="None"),
+            )
         return cls(
             selector=(
                 SolverSelector.from_body(selector.data, path=selector.path)
