@@ -23,6 +23,7 @@ venv: $(VENV)/.installed ## install the project and its dev tools into .venv
 
 include hack/lab.mk
 include hack/chart.mk
+include hack/node.mk
 
 lint: venv ## ruff, mypy --strict, import-linter
 	$(VENV)/bin/ruff check operator tests bench
@@ -33,8 +34,11 @@ lint: venv ## ruff, mypy --strict, import-linter
 unit: venv ## fast tests: pure logic and the stand-ins' own tests (no lab)
 	hack/pytest.sh -m "not lab" tests
 
-test: venv lint lab-up ## everything: lint, unit tests, lab tests (starts the lab if needed)
-	hack/pytest.sh tests
+test: venv lint lab-up ## everything: lint, unit and lab tests, then the real node's (starts what is needed)
+	hack/pytest.sh -m "not node and not node_restart" tests
+	@$(MAKE) --no-print-directory node-up image NODE=
+	hack/pytest.sh -m "node and not node_restart" tests
+	hack/pytest.sh -m node_restart tests
 
 run: venv ## the operator against $$KUBECONFIG
 	$(VENV)/bin/acmebridge run $(RUN_ARGS)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -358,8 +359,33 @@ def node_up(layout: Layout) -> None:
         problem = health(layout)
         if ports is None or problem is not None:
             raise LabError(f"the lab is not up ({problem}): `make lab-up` first")
+        _refresh_standins(layout)
         labnode.up(layout, apiserver_port=ports.apiserver)
         labfiles.write_env(layout)
+
+
+def _refresh_standins(layout: Layout) -> None:
+    """Restarts a stand-in whose module changed after it started: the node needs the node
+    agent that yields to the scheduler and the ingress that routes to the node's Pods."""
+    import importlib.util
+
+    boot = next(
+        int(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime ")
+    )
+    procs = {p.name: p for p in labproc.recorded(layout.run) if p.alive()}
+    for component in labparts.standins(layout):
+        proc = procs.get(component.name)
+        spec = importlib.util.find_spec(labparts.STANDIN_MODULES[component.name])
+        if proc is None or spec is None or spec.origin is None:
+            continue
+        started = boot + proc.start_ticks / os.sysconf("SC_CLK_TCK")
+        if started >= Path(spec.origin).stat().st_mtime:
+            continue
+        _say(f"lab: restarting the {component.name} stand-in: its code changed since it started")
+        labproc.terminate([proc.pid], grace=10)
+        _launch(layout, [component])
 
 
 def node_down(layout: Layout) -> None:

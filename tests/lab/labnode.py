@@ -696,8 +696,9 @@ def _publish_api_endpoint(layout: Layout, apiserver_port: int) -> None:
 def _untaint(layout: Layout) -> None:
     """What the node-lifecycle controller does once a new Node is Ready (the lab runs none):
     the kubelet registers its Node with this taint, and the scheduler honours it."""
-    _kubectl(layout, "taint", "node", NODE_NAME, "node.kubernetes.io/not-ready:NoSchedule-",
-             check=False)
+    _kubectl(
+        layout, "taint", "node", NODE_NAME, "node.kubernetes.io/not-ready:NoSchedule-", check=False
+    )
 
 
 def _yield_node_agent(layout: Layout) -> None:
@@ -797,3 +798,33 @@ def status(layout: Layout, say: Callable[[str], None] = _say) -> int:
     problem = health(node)
     say(f"node: {NODE_NAME} running and Ready" if problem is None else f"node: {problem}")
     return 0 if problem is None else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tests.lab.labnode load-image ARCHIVE``, which `make image` runs."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="labnode")
+    parser.add_argument("command", choices=("load-image",))
+    parser.add_argument("archive", type=Path)
+    args = parser.parse_args(argv)
+    node = NodeLayout(Layout(Path(__file__).resolve().parents[2]))
+    if health(node) is not None:
+        print("node: not running, nothing to load the image into", file=sys.stderr)
+        return 1
+    began = time.monotonic()
+    try:
+        out = load_image(node.socket, args.archive)
+    except NodeError as error:
+        print(f"node: error: {error}", file=sys.stderr)
+        return 1
+    _say(
+        f"node: loaded {args.archive.name} into {NODE_NAME}'s containerd in "
+        f"{time.monotonic() - began:.1f}s: {out.strip()}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,8 +5,9 @@ request, reads the Ingresses of its class, the backend Service and that Service'
 from the API server (no cache, so a route works as soon as the API has it), then proxies GET and
 HEAD to a ready endpoint. Endpoint addresses are on the lab's pod network and are mapped back to
 the loopback address the Pod's process listens on (see ``_podnet``); any other address is
-refused, so no request leaves 127.0.0.0/8. 404: no rule matches; 503: no ready endpoint; 502:
-the backend refused or failed.
+refused, so no request leaves 127.0.0.0/8, except to the real node's Pods (10.244.1.0/24, `make
+node-up`), which are proxied to directly on the lab's bridge. 404: no rule matches; 503: no
+ready endpoint; 502: the backend refused or failed.
 
 Matching follows the Ingress API: a host is matched exactly (case-insensitive) or by a
 ``*.domain`` wildcard covering one label, a rule without host matches every host; Exact paths
@@ -27,6 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
+
+from tests.lab.nodenet import POD_CIDR
 
 from ._kube import ApiError, Kube, setup_logging
 from ._podnet import PodNetwork
@@ -198,6 +201,14 @@ def select_endpoint(service: JSON, slices: Sequence[JSON], backend: Backend) -> 
     return None
 
 
+def in_node_pod_range(address: str) -> bool:
+    """True for a Pod address of the lab's real node (make node-up): reachable on its bridge."""
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(POD_CIDR)
+    except ValueError:
+        return False
+
+
 # ---- serving -------------------------------------------------------------------------------
 
 
@@ -277,7 +288,9 @@ def make_handler(router: Router) -> type[BaseHTTPRequestHandler]:
                 self._reply(503, "no ready endpoint")
                 return 503, f"{backend.route} -> no ready endpoint"
             local = router.network.local_for(target.address)
-            if local is None:  # never send traffic beyond loopback
+            if local is None and in_node_pod_range(target.address):
+                local = target.address  # a Pod of the real node, on the lab's bridge
+            if local is None:  # never send traffic beyond loopback and the lab's bridge
                 self._reply(502, f"{target.address} is not on the lab's pod network")
                 return 502, f"{backend.route} -> {target.address} is off the pod network"
             upstream = f"{local}:{target.port} (pod {target.address})"

@@ -48,6 +48,9 @@ from ._process import PodProcess, probe, reap_strays
 
 JSON = dict[str, Any]
 SOLVER_LABEL = "acmebridge.io/solver"
+# The lab's real node (tests/lab/labnode.py): while it is Ready, its scheduler binds every Pod and
+# this agent binds none, so the two never race for a Pod.
+REAL_NODE_LABEL = "acmebridge.io/lab-node=kubelet"
 HOST_IP = "127.0.0.1"
 TICK_SECONDS = 0.25
 HEARTBEAT_SECONDS = 10.0
@@ -123,6 +126,8 @@ class NodeAgent:
     _deleting: set[str] = field(default_factory=set)  # uids of Pods being deleted without a Run
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _real_node: bool = False
+    _real_node_checked: float = -1e9
 
     @property
     def node_labels(self) -> dict[str, str]:
@@ -165,7 +170,9 @@ class NodeAgent:
             if error.status != 404:
                 raise
             metadata = {"name": self.node_name, "labels": self.node_labels}
-            self.kube.request("POST", "/api/v1/nodes", body={"metadata": metadata})
+            # Unschedulable: when the real node's scheduler runs, it must not place Pods here.
+            body = {"metadata": metadata, "spec": {"unschedulable": True}}
+            self.kube.request("POST", "/api/v1/nodes", body=body)
             log.info("registered node %s", self.node_name)
         self._report_node()
 
@@ -239,7 +246,31 @@ class NodeAgent:
             ended = status.get("phase") in ("Succeeded", "Failed")
             self._runs[meta["uid"]] = Run(pod=pod, slot=slot, finished=ended)
 
+    def _real_node_ready(self) -> bool:
+        """True while the lab's real node (make node-up) is Ready: its scheduler places Pods.
+
+        Asked at most once a second; an error counts as no real node, as before it existed.
+        """
+        now = time.monotonic()
+        if now - self._real_node_checked < 1.0:
+            return self._real_node
+        self._real_node_checked = now
+        try:
+            nodes = self.kube.get("/api/v1/nodes", {"labelSelector": REAL_NODE_LABEL})
+        except Exception:
+            self._real_node = False
+            return False
+        self._real_node = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for node in nodes.get("items") or []
+            for c in node.get("status", {}).get("conditions") or []
+        )
+        return self._real_node
+
     def _bind(self, pod: JSON) -> None:
+        if self._real_node_ready():
+            log.info("left %s to the scheduler: the lab's real node is up", _key(pod))
+            return
         if not node_selector_matches(pod, self.node_labels):
             log.info("left %s pending: its nodeSelector does not match", _key(pod))
             return

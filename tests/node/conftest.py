@@ -1,0 +1,48 @@
+"""Fixtures for the tests that need the lab's real node: the node itself and the loaded image.
+
+Every test under tests/node/ is marked ``node`` (and ``lab``); `make test` runs them after the
+rest, with the node up. The ``node`` fixture brings the node up when it is not (`labctl
+node-up`, what `make node-up` runs), builds the operator's image when dist/ has none
+(hack/image/build.sh, cached per machine) and loads it into the node.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.lab.labenv import Lab
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE_ARCHIVE = ROOT / "dist" / "acmebridge-image.tar"
+IMAGE = "localhost/acmebridge:dev"
+NODE_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if NODE_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.node)
+            item.add_marker(pytest.mark.lab)
+
+
+def _run(*argv: str, timeout: float) -> None:
+    result = subprocess.run(
+        list(argv), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    print(result.stdout, end="")
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def node(lab: Lab) -> str:
+    """The real node's name, once it is Ready with the operator's image loaded."""
+    _run(sys.executable, "-m", "tests.lab.labctl", "node-up", timeout=300)
+    if not IMAGE_ARCHIVE.exists():
+        _run(str(ROOT / "hack" / "image" / "build.sh"), timeout=900)
+    _run(sys.executable, "-m", "tests.lab.labnode", "load-image", str(IMAGE_ARCHIVE), timeout=300)
+    return Lab.from_env_file(ROOT / ".lab" / "env").env["LAB_NODE"]
