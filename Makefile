@@ -46,8 +46,15 @@ run: venv ## the operator against $$KUBECONFIG
 demo: venv lab-up ## lab + operator + examples/, then print the issued certificate
 	hack/demo.sh
 
-bench: venv lab-up ## the benchmark: figures and ratios
-	$(PY) -m bench.run
+# The benchmark's extras (matplotlib, py-spy) are installed only for `make bench`.
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	@echo ">> installing the benchmark's extras into $(VENV)"
+	@$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $@
+
+bench: venv lab-up $(VENV)/.bench-installed ## acmebridge beside lego, 200 certificates (PROFILE=1, SCALE=5000, BENCH_N=)
+	$(PY) -m bench.run $(if $(BENCH_N),--n $(BENCH_N)) \
+		$(if $(filter 1 yes true,$(PROFILE)),--profile) $(if $(SCALE),--scale $(SCALE))
 
 clean: lab-down ## stop the lab and remove build output
 	rm -rf .lab .bench

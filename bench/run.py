@@ -1,248 +1,288 @@
-"""``make bench``: what an issuance costs through acmebridge, against the raw ACME floor.
+"""``make bench``: acmebridge beside lego on the same N certificates from the lab's Pebble.
 
-Run against the lab (it must be up). Figures printed:
+For each challenge type (HTTP-01 through the solver Pod, Service and Ingress; DNS-01 by RFC 2136
+through the lab's BIND, when the lab has it), in one run on one machine:
 
-- **raw ACME floor**: the same ACME server, the same library, DNS-01 answered directly at
-  pebble-challtestsrv, no Kubernetes at all: seconds per certificate, issued one after another.
-- **acmebridge, one certificate**: apply -> Ready, HTTP-01 through a solver Pod, Service and
-  Ingress, the self check, the Secret written.
-- **acmebridge, a burst**: N Certificates applied at once: wall time until all are Ready,
-  certificates per second, and the p50/p95 apply -> Ready latency.
-- **API writes per issuance**: kube-apiserver's own write counters (POST, PUT, PATCH, DELETE)
-  over the burst, minus the benchmark's own creates, divided by N.
-- **operator CPU and memory**: CPU seconds the operator used for the burst, and its RSS after.
-- **ratios**: one certificate through acmebridge / the raw floor; burst throughput / the floor's.
+- **acmebridge**: N Certificates on one Issuer created back to back; time to first Ready, p50
+  and p95 apply -> Ready, wall until all are Ready, certificates per second; the operator's API
+  requests per certificate by verb and resource, its own and everyone's (kube-apiserver's count,
+  which includes what the controller manager and the lab's node and ingress stand-ins do for the
+  solver objects); its CPU seconds per certificate and its memory.
+- **lego** (``bench/lego.py``): the same N names with 10 lego processes at once.
+- **acmebridge / lego**: the ratio of the walls, per challenge type.
 
-Then the idle benchmark (``bench/idle_cpu.py``) when present: thousands of certificates waiting,
-CPU per minute of idleness. Timings vary from run to run on a shared machine; the counts do not.
+Output: a table with issue 15's targets beside each figure (printed, never asserted),
+``bench/results/latest.json`` and ``bench/results/ready-over-time.png``. ``--profile`` records
+the operator with py-spy during the HTTP-01 burst and prints where its CPU went. ``--scale N``
+runs the scale benchmark instead (``bench/scale.py``). Run from the repository root with the lab
+up: ``make bench`` (``PROFILE=1``, ``SCALE=5000``, ``BENCH_N=50``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import re
-import statistics
 import sys
 import time
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
-import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from kubernetes import client, config
-from tests.lab import manifests
-from tests.lab.labenv import Lab
-from tests.lab.operator_proc import (
-    CLUSTER_RESOURCE_NAMESPACE,
-    OperatorProcess,
-    start_operator,
-)
+from bench import report, requests_cost
+from bench.labio import RESULTS, BenchKube, load_lab, machine, revision, write_results
+from bench.lego import Rfc2136, run_lego_burst
+from bench.operator_burst import OperatorRun, OperatorUnderTest, PySpy
+from bench.plot import plot_ready
+from bench.profile_top import parse_raw
+from bench.stats import Burst, Summary, ratio
 
-from acmebridge.adapters.acme_client import AcmeSession, generate_account_key, key_authorization
-from acmebridge.adapters.acme_messages import AccountRef
-from acmebridge.adapters.kube import Conflict, Kube, core_path, ours_path
-
-ROOT = Path(__file__).resolve().parents[1]
-NS = "acmebridge-bench"
+HTTP_ZONE = "bench.lab.test"
+NO_BIND = "the lab has no BIND yet (no BIND_* settings in .lab/env)"
 
 
-def load_lab() -> Lab:
-    env_file = ROOT / ".lab" / "env"
-    if not env_file.exists():
-        sys.exit("the lab is not up: run `make lab-up` first")
-    return Lab.from_env_file(env_file)
+def background_rate(bench: BenchKube, seconds: float = 5) -> float:
+    """Requests per second the API server served for others just before the run."""
+    before = requests_cost.apiserver_requests(bench.apiserver_metrics())
+    own_before = dict(bench.own)
+    time.sleep(seconds)
+    after = requests_cost.apiserver_requests(bench.apiserver_metrics())
+    moved = requests_cost.minus(
+        requests_cost.delta(before, after), requests_cost.delta(own_before, bench.own)
+    )
+    return sum(moved.values()) / seconds
 
 
-def raw_floor(lab: Lab, count: int) -> float:
-    """Seconds per certificate for the ACME exchange alone (DNS-01 at challtestsrv)."""
-    ca = Path(lab.env["PEBBLE_TLS_CA"]).read_bytes()
-    session = AcmeSession(lab.env["PEBBLE_DIRECTORY_URL"], ca_bundle=ca)
-    key_pem = generate_account_key()
-    info = session.register_account(key_pem, email=None)
-    account = AccountRef(uri=info.uri, key_pem=key_pem)
-    profile = next(iter(session.directory().profiles), None)
-    mgmt = lab.env["CHALLTESTSRV_URL"]
-    started = time.perf_counter()
-    for i in range(count):
-        name = f"raw{i}.bench.lab.test"
-        order = session.new_order(account, identifiers=[("dns", name)], profile=profile)
-        for url in order.authorizations:
-            authz = session.get_authorization(account, url)
-            if authz.status == "valid":
-                continue
-            ch = next(c for c in authz.challenges if c.type == "dns-01")
-            host = f"_acme-challenge.{name}."
-            value = key_authorization(account, ch)
-            requests.post(f"{mgmt}/set-txt", json={"host": host, "value": value}, timeout=5)
-            session.answer_challenge(account, ch.url)
-            while session.get_authorization(account, url).status == "pending":
-                time.sleep(0.05)
-            requests.post(f"{mgmt}/clear-txt", json={"host": host}, timeout=5)
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.PEM)
+def summary_dict(summary: Summary) -> dict[str, Any]:
+    return {
+        "n": summary.n,
+        "failed": summary.failed,
+        "wall_seconds": _round(summary.wall_seconds),
+        "certificates_per_second": _round(summary.certificates_per_second),
+        "first_ready_seconds": _round(summary.first_ready_seconds),
+        "p50_seconds": _round(summary.p50_seconds),
+        "p95_seconds": _round(summary.p95_seconds),
+        "p50_share_of_wall": _round(summary.p50_share_of_wall),
+    }
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def everyone_cost(run: OperatorRun, n: int) -> tuple[requests_cost.Cost, float]:
+    """Everyone's requests per certificate on the kinds an issuance touches, and the requests
+    per certificate on other kinds (other users of the shared lab)."""
+    related, other = requests_cost.split_issuance(run.everyone_requests)
+    return requests_cost.per_certificate(related, n), sum(other.values()) / n
+
+
+def operator_dict(run: OperatorRun, one: float | None, n: int) -> dict[str, Any]:
+    own = requests_cost.per_certificate(run.operator_requests, n)
+    everyone, other = everyone_cost(run, n)
+    return {
+        **summary_dict(run.burst.summary()),
+        "one_certificate_seconds": _round(one),
+        "cpu_seconds": _round(run.cpu_seconds),
+        "cpu_seconds_per_certificate": _round(run.cpu_seconds / n, 4),
+        "rss_mib": _round(run.rss_mib, 1),
+        "peak_rss_mib": _round(run.peak_rss_mib, 1),
+        "api_operator": own.as_dict(),
+        "api_everyone": everyone.as_dict(),
+        "api_other_kinds_per_certificate": _round(other, 2),
+        "apiserver_requests_per_second": _round(sum(run.everyone_requests.values()) / run.seconds),
+    }
+
+
+def measure(
+    args: argparse.Namespace, bench: BenchKube, challenge: str, stamp: int
+) -> tuple[dict[str, Any], list[Burst], list[report.Row], dict[str, Any]]:
+    """One challenge type, both clients: its JSON section, bursts, table rows and profile."""
+    lab = bench.lab
+    dns = Rfc2136.from_env(lab.env)
+    zone = HTTP_ZONE if challenge == "http-01" else (dns.zone if dns else "")
+    section: dict[str, Any] = {"n": args.n}
+    bursts: list[Burst] = []
+    profile: dict[str, Any] = {}
+    ours_run: OperatorRun | None = None
+    why = ""
+    if challenge == "dns-01" and dns is None:
+        why = NO_BIND
+    else:
+        print(f">> acmebridge, {challenge}: {args.n} certificates", flush=True)
+        with OperatorUnderTest(lab, bench, challenge, dns=dns) as under:
+            under.create_issuer()
+            one, why = under.one("warm-up", f"warm-up-{stamp}.ab.{zone}", timeout=60)
+            if one is not None:
+                names = {f"c{i:04d}": f"c{i:04d}-{stamp}.ab.{zone}" for i in range(args.n)}
+                # Other clients of the shared lab show in the API server's counts too: their
+                # rate just before the burst (the operator idle) estimates their share.
+                under.settle()
+                background = background_rate(bench)
+                spy = None
+                if args.profile and challenge == "http-01":
+                    out = RESULTS / "profile-acmebridge-http01.txt"
+                    spy = PySpy(under.pid, out)
+                ours_run = under.burst(names, timeout=args.timeout)
+                if spy is not None:
+                    print(f"   {spy.stop()}")
+                    profile = {**parse_raw(spy.out.read_text()).top(15)}
+                    profile["file"] = str(spy.out.relative_to(RESULTS.parent.parent))
+                section["acmebridge"] = operator_dict(ours_run, one, args.n)
+                section["acmebridge"]["api_background_per_certificate_estimate"] = _round(
+                    background * ours_run.seconds / args.n, 2
+                )
+                bursts.append(ours_run.burst)
+            elif challenge == "dns-01":
+                why = f"an Issuer with a dns01 rfc2136 solver does not work yet ({why})"
+    if ours_run is None:
+        section["acmebridge"] = {"not_measured": why}
+
+    lego_summary: Summary | None = None
+    lego_why = NO_BIND if challenge == "dns-01" and dns is None else ""
+    if not lego_why:
+        print(f">> lego, {challenge}: {args.n} certificates, {args.slots} at once", flush=True)
+        names_lego = [f"l{i:04d}-{stamp}.lego.{zone}" for i in range(args.n)]
+        lego = run_lego_burst(
+            lab, names_lego, challenge, slots=args.slots, dns=dns, timeout=args.timeout
         )
-        order = session.get_order(account, order.url)
-        order = session.finalize(account, order, csr)
-        while order.status != "valid":
-            time.sleep(0.05)
-            order = session.get_order(account, order.url)
-        assert order.certificate
-        session.download_chains(account, order.certificate)
-    session.close()
-    return (time.perf_counter() - started) / count
+        lego_summary = lego.burst.summary()
+        bursts.append(lego.burst)
+        section["lego"] = {
+            **summary_dict(lego_summary),
+            "processes_at_once": args.slots,
+            "cpu_seconds_per_certificate": _round(lego.cpu_seconds / args.n, 4),
+            "max_rss_mib": _round(lego.max_rss_mib, 1),
+            "errors": lego.errors[:5],
+        }
+        if challenge == "http-01":
+            # Proof that Pebble fetched the tokens from lego's listeners, not the ingress.
+            section["lego"]["validation_requests_served"] = lego.served
+    else:
+        section["lego"] = {"not_measured": lego_why}
 
-
-def apiserver_writes(k: Kube) -> int:
-    method, url, headers, _, _ = k.api.param_serialize(
-        "GET", "/metrics", auth_settings=["BearerToken"]
+    ours_summary = ours_run.burst.summary() if ours_run else None
+    section["ratio_vs_lego"] = _round(
+        ratio(
+            ours_summary.wall_seconds if ours_summary else None,
+            lego_summary.wall_seconds if lego_summary else None,
+        )
     )
-    text = k.api.call_api(method, url, header_params=headers).read().decode()
-    total = 0
-    for line in text.splitlines():
-        if line.startswith("apiserver_request_total{") and re.search(
-            r'verb="(POST|PUT|PATCH|DELETE)"', line
-        ):
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+    rows = report.timing_rows(challenge, ours_summary, lego_summary, not_measured=why)
+    if ours_run is not None:
+        n = args.n
+        rows.append(
+            report.figure_row(
+                "one certificate alone", section["acmebridge"]["one_certificate_seconds"], "s"
+            )
+        )
+        rows.append(
+            report.figure_row(
+                "operator CPU per certificate", ours_run.cpu_seconds / n, "s", report.CPU_PER_CERT
+            )
+        )
+        rows.append(report.figure_row("operator RSS after the burst", ours_run.rss_mib, "MiB"))
+        rows += report.cost_rows(
+            "the operator's own",
+            requests_cost.per_certificate(ours_run.operator_requests, n),
+            own=True,
+        )
+        everyone, other = everyone_cost(ours_run, n)
+        rows += report.cost_rows(
+            "everyone's on the kinds an issuance touches (apiserver_request_total)",
+            everyone,
+            own=False,
+        )
+        rows.append(report.figure_row("other kinds (other lab users)", other, ""))
+        estimate = section["acmebridge"]["api_background_per_certificate_estimate"]
+        rows.append(report.figure_row("lab background before the burst", estimate, ""))
+    return section, bursts, rows, profile
 
 
-def operator_writes(op: OperatorProcess) -> int:
-    """The operator's own write requests to the API server, from its metrics."""
-    total = 0
-    for line in op.metrics().splitlines():
-        if line.startswith("acmebridge_kube_api_requests_total{") and re.search(
-            r'method="(POST|PUT|PATCH|DELETE)"', line
-        ):
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+def top_level(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's flat keys, from the HTTP-01 run (measured on every lab)."""
+    http = sections.get("http-01", {})
+    ours, lego = http.get("acmebridge", {}), http.get("lego", {})
+    return {
+        "n": http.get("n"),
+        "challenge": "http-01",
+        "acmebridge_seconds": ours.get("wall_seconds"),
+        "lego_seconds": lego.get("wall_seconds"),
+        "ratio_vs_lego": http.get("ratio_vs_lego"),
+        "first_ready_seconds": ours.get("first_ready_seconds"),
+        "p50_seconds": ours.get("p50_seconds"),
+        "p95_seconds": ours.get("p95_seconds"),
+        "api_writes_per_certificate": ours.get("api_operator", {}).get("writes_per_certificate"),
+        "api_reads_per_certificate": ours.get("api_operator", {}).get("reads_per_certificate"),
+        "cpu_seconds_per_certificate": ours.get("cpu_seconds_per_certificate"),
+        "rss_mib": ours.get("rss_mib"),
+    }
 
 
-def proc_cpu_rss(pid: int) -> tuple[float, int]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
-    rss_pages = int(fields[21])
-    return ticks / os.sysconf("SC_CLK_TCK"), rss_pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def ready_at(cert: dict[str, Any]) -> bool:
-    for c in (cert.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
-
-
-def issuer_body(lab: Lab) -> dict[str, Any]:
-    acme = manifests.pebble_acme(lab.env, privateKeySecretRef={"name": "bench-account"})
-    return manifests.issuer(NS, "bench", acme)
-
-
-def cert_body(name: str) -> dict[str, Any]:
-    return manifests.certificate(
-        NS, name, issuerRef={"name": "bench"}, dnsNames=[f"{name}.bench.lab.test"]
-    )
-
-
-def wait_all(
-    k: Kube, names: list[str], started: dict[str, float], timeout: float
-) -> dict[str, float]:
-    done: dict[str, float] = {}
-    deadline = time.monotonic() + timeout
-    while len(done) < len(names):
-        if time.monotonic() > deadline:
-            sys.exit(f"only {len(done)}/{len(names)} certificates became Ready in {timeout:.0f}s")
-        for cert in k.list(ours_path("certificates", NS)):
-            n = cert["metadata"]["name"]
-            if n in started and n not in done and ready_at(cert):
-                done[n] = time.monotonic() - started[n]
-        time.sleep(0.1)
-    return done
+def print_profile(profile: dict[str, Any]) -> None:
+    for ranking, title in (("self", "self (innermost frame)"), ("total", "total (on the stack)")):
+        print(f"\noperator CPU profile, top by {title}: {profile.get('file', '')}")
+        for name, share in profile.get(ranking, []):
+            print(f"  {share * 100:5.1f}%  {name}")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--burst", type=int, default=30, help="certificates applied at once")
-    p.add_argument("--floor", type=int, default=10, help="certificates for the raw ACME floor")
-    p.add_argument("--skip-idle", action="store_true", help="skip the idle-CPU benchmark")
+    p.add_argument("--n", type=int, default=200, help="certificates per client and challenge")
+    p.add_argument("--slots", type=int, default=10, help="lego processes at once")
+    p.add_argument("--challenges", default="http-01,dns-01")
+    p.add_argument("--profile", action="store_true", help="py-spy the operator (HTTP-01 burst)")
+    p.add_argument("--scale", type=int, default=0, help="run the scale benchmark with N instead")
+    p.add_argument("--timeout", type=float, default=900, help="seconds per burst")
+    p.add_argument("--scale-timeout", type=float, default=7200, help="seconds for the scale burst")
     args = p.parse_args()
     lab = load_lab()
-    k = Kube(client.ApiClient(config.new_client_from_config(lab.env["KUBECONFIG"]).configuration))
+    bench = BenchKube(lab)
+    if args.scale:
+        from bench.scale import run_scale
 
-    print(f"raw ACME floor: {args.floor} certificates through Pebble, DNS-01, no Kubernetes")
-    floor = raw_floor(lab, args.floor)
-    print(f"  {floor:.3f} s per certificate\n")
+        return run_scale(args, bench)
 
-    for ns in (NS, CLUSTER_RESOURCE_NAMESPACE):
-        with contextlib.suppress(Conflict):
-            k.create(core_path("namespaces", None), {"metadata": {"name": ns}})
-    op = start_operator(lab.env, name="bench-operator", extra=[f"--namespace={NS}"])
-    try:
-        k.create(ours_path("issuers", NS), issuer_body(lab))
-        while not ready_at(k.get(ours_path("issuers", NS, "bench")) or {}):
-            time.sleep(0.1)
+    started = datetime.now(UTC)
+    stamp = int(time.time())
+    meta: dict[str, Any] = {
+        "machine": machine(),
+        "revision": revision(),
+        "measured_at": started.isoformat(),
+    }
+    print(f"acmebridge benchmark at {meta['revision']}: {meta['machine']}")
+    background = background_rate(bench)
+    print(f"other API traffic on the lab just before: {background:.1f} requests/s\n")
+    sections: dict[str, dict[str, Any]] = {}
+    bursts: list[Burst] = []
+    rows: list[report.Row] = []
+    profile: dict[str, Any] = {}
+    for challenge in [c.strip() for c in args.challenges.split(",") if c.strip()]:
+        section, b, r, prof = measure(args, bench, challenge, stamp)
+        sections[challenge] = section
+        bursts += b
+        rows += r
+        profile = profile or prof
 
-        run = int(time.time())
-        one = f"one-{run}"
-        t0 = {one: time.monotonic()}
-        k.create(ours_path("certificates", NS), cert_body(one))
-        single = wait_all(k, [one], t0, 120)[one]
-        print(f"acmebridge, one certificate: apply -> Ready {single:.2f} s")
-
-        names = [f"burst-{run}-{i}" for i in range(args.burst)]
-        writes_before = apiserver_writes(k)
-        own_before = operator_writes(op)
-        cpu_before, _ = proc_cpu_rss(op.proc.pid)
-        wall0 = time.monotonic()
-        started: dict[str, float] = {}
-        for n in names:
-            started[n] = time.monotonic()
-            k.create(ours_path("certificates", NS), cert_body(n))
-        latencies = wait_all(k, names, started, 600)
-        wall = time.monotonic() - wall0
-        time.sleep(2)  # let cleanup of the last solver objects land in the counters
-        writes = apiserver_writes(k) - writes_before - len(names)
-        own = operator_writes(op) - own_before
-        cpu_after, rss = proc_cpu_rss(op.proc.pid)
-        lat = sorted(latencies.values())
-        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
-        print(
-            f"acmebridge, a burst of {args.burst}: all Ready in {wall:.1f} s "
-            f"({args.burst / wall:.2f} certificates/s)"
-        )
-        print(f"  apply -> Ready p50 {statistics.median(lat):.2f} s, p95 {p95:.2f} s")
-        print(
-            f"  API writes per issuance: {own / args.burst:.1f} by the operator "
-            f"(status, Events, Secrets, solver objects); {writes / args.burst:.1f} in all, "
-            "with the controller manager's and the stand-ins'"
-        )
-        print(
-            f"  operator CPU for the burst: {cpu_after - cpu_before:.2f} s "
-            f"({(cpu_after - cpu_before) / args.burst * 1000:.0f} ms per certificate); "
-            f"RSS {rss / 2**20:.0f} MiB"
-        )
-        print("\nratios")
-        print(f"  one certificate via acmebridge / raw ACME floor: {single / floor:.1f}x")
-        print(f"  burst throughput / raw floor throughput: {(args.burst / wall) * floor:.2f}x")
-    finally:
-        op.stop()
-        k.delete(core_path("namespaces", None, NS))
-
-    idle = ROOT / "bench" / "idle_cpu.py"
-    if idle.exists() and not args.skip_idle:
-        import runpy
-
-        print()
-        sys.argv = [str(idle)]
-        runpy.run_path(str(idle), run_name="__main__")
+    print()
+    print(report.render(rows, title=f"acmebridge beside lego, N = {args.n}"))
+    if profile:
+        print_profile(profile)
+    current = {
+        **top_level(sections),
+        **meta,
+        "background_api_requests_per_second": round(background, 1),
+        "profiled": bool(profile),
+        "by_challenge": sections,
+    }
+    if profile:
+        current["profile"] = profile
+    path = write_results(current, scale=False)
+    png = plot_ready(
+        bursts,
+        RESULTS / "ready-over-time.png",
+        title=f"{args.n} certificates from Pebble, {meta['machine']['cpus']} cores "
+        f"({meta['revision']})",
+    )
+    root = RESULTS.parent.parent
+    print(f"\nwrote {path.relative_to(root)} and {png.relative_to(root)}")
     return 0
 
 

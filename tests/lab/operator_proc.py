@@ -57,7 +57,11 @@ class OperatorProcess:
             self.proc.wait(5)
 
 
-def operator_args(env: Mapping[str, str], extra: Sequence[str] = ()) -> list[str]:
+def operator_args(
+    env: Mapping[str, str], extra: Sequence[str] = (), *, verbose: bool = True
+) -> list[str]:
+    """The flags for the lab; ``verbose`` (debug logs, for tests to read) is off in benchmarks,
+    which measure the operator as users run it."""
     return [
         "run",
         "--self-check-nameserver",
@@ -68,7 +72,7 @@ def operator_args(env: Mapping[str, str], extra: Sequence[str] = ()) -> list[str
         CLUSTER_RESOURCE_NAMESPACE,
         "--backoff-cap",
         "20",
-        "--verbose",
+        *(["--verbose"] if verbose else []),
         *extra,
     ]
 
@@ -79,6 +83,7 @@ def start_operator(
     name: str = "operator",
     extra: Sequence[str] = (),
     process_env: Mapping[str, str] | None = None,
+    verbose: bool = True,
 ) -> OperatorProcess:
     logs = Path(env.get("LAB_DIR", str(ROOT / ".lab"))) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -93,7 +98,7 @@ def start_operator(
     child_env.update(process_env or {})
     args = [
         str(ROOT / ".venv" / "bin" / "acmebridge"),
-        *operator_args(env, extra),
+        *operator_args(env, extra, verbose=verbose),
         "--metrics-port",
         str(metrics_port),
         "--liveness",

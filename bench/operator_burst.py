@@ -1,0 +1,268 @@
+"""acmebridge under measurement: its own namespace, its own operator process, one Issuer, and
+bursts of Certificates whose time, API requests and CPU are recorded.
+
+The operator is the real ``acmebridge run`` (``tests/lab/operator_proc.py``) serving only the
+benchmark's namespace, at its default settings and log level (no debug logs), so that it is
+measured as users run it. Figures of one burst, between a scrape just before the first create
+and one after every certificate is Ready and the solver objects are gone:
+
+- CPU: utime + stime of the operator process (all its threads) from ``/proc/<pid>/stat``;
+- memory: its VmRSS after the burst, and VmHWM (the peak);
+- the operator's own API requests, from its ``acmebridge_kube_api_requests_total``;
+- everyone's, from kube-apiserver's ``apiserver_request_total``, less the benchmark's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import signal
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.lab import manifests
+from tests.lab.labenv import Lab
+from tests.lab.operator_proc import (
+    CLUSTER_RESOURCE_NAMESPACE,
+    OperatorProcess,
+    start_operator,
+)
+
+from acmebridge.adapters.kube import KubeError, core_path, ours_path
+from bench import requests_cost
+from bench.labio import ROOT, BenchKube, ProcFigures, proc_figures, wait_until
+from bench.lego import Rfc2136, tsig_algorithm
+from bench.ready_watch import ReadyWatch, is_ready
+from bench.stats import Burst
+
+ISSUER = "bench"
+SOLVER_LABEL = "acmebridge.io/solver"
+
+
+@dataclass
+class Snapshot:
+    at: float
+    proc: ProcFigures
+    apiserver: Counter[requests_cost.Key]
+    operator: Counter[requests_cost.Key]
+    own: Counter[requests_cost.Key]
+
+
+@dataclass
+class OperatorRun:
+    burst: Burst
+    seconds: float
+    cpu_seconds: float
+    rss_mib: float
+    peak_rss_mib: float
+    #: the operator's own requests, and everyone's less the benchmark's, over the burst
+    operator_requests: Counter[requests_cost.Key]
+    everyone_requests: Counter[requests_cost.Key]
+
+
+def acme_spec(lab: Lab, challenge: str, dns: Rfc2136 | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"privateKeySecretRef": {"name": "bench-account"}}
+    if challenge == "dns-01":
+        assert dns is not None
+        algorithm = tsig_algorithm(dns.tsig_algorithm)[1]
+        overrides["solvers"] = [
+            {
+                "dns01": {
+                    "rfc2136": {
+                        "nameserver": dns.nameserver,
+                        "tsigKeyName": dns.tsig_name,
+                        "tsigAlgorithm": algorithm,
+                        "tsigSecretSecretRef": {"name": "bench-tsig", "key": "secret"},
+                    }
+                }
+            }
+        ]
+    return manifests.pebble_acme(lab.env, **overrides)
+
+
+class OperatorUnderTest:
+    """A namespace, an operator serving it, and a Ready Issuer; all removed on exit."""
+
+    def __init__(
+        self, lab: Lab, bench: BenchKube, challenge: str, *, dns: Rfc2136 | None = None
+    ) -> None:
+        self.lab = lab
+        self.bench = bench
+        self.challenge = challenge
+        self.dns = dns
+        self.namespace = f"acmebridge-bench-{secrets.token_hex(3)}"
+        self.op: OperatorProcess | None = None
+        self.watch: ReadyWatch | None = None
+
+    def __enter__(self) -> OperatorUnderTest:
+        k = self.bench
+        k.ensure_namespace(self.namespace)
+        try:
+            k.ensure_namespace(CLUSTER_RESOURCE_NAMESPACE)
+            self.watch = ReadyWatch(k, self.namespace).__enter__()
+            self.op = start_operator(
+                self.lab.env,
+                name=f"bench-operator-{self.challenge}",
+                extra=[f"--namespace={self.namespace}"],
+                verbose=False,
+            )
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.watch is not None:
+            self.watch.__exit__()
+        if self.op is not None:
+            self.op.stop()
+        with contextlib.suppress(KubeError):
+            self.bench.kube.delete(core_path("namespaces", None, self.namespace))
+
+    @property
+    def pid(self) -> int:
+        assert self.op is not None
+        return self.op.proc.pid
+
+    def create_issuer(self, timeout: float = 60) -> None:
+        k = self.bench.kube
+        if self.challenge == "dns-01":
+            assert self.dns is not None
+            k.create(
+                core_path("secrets", self.namespace),
+                {
+                    "metadata": {"name": "bench-tsig"},
+                    "stringData": {"secret": self.dns.tsig_secret},
+                },
+            )
+        spec = acme_spec(self.lab, self.challenge, self.dns)
+        k.create(
+            ours_path("issuers", self.namespace), manifests.issuer(self.namespace, ISSUER, spec)
+        )
+        wait_until(
+            "the benchmark's Issuer Ready",
+            lambda: is_ready(k.get(ours_path("issuers", self.namespace, ISSUER))),
+            timeout,
+            interval=0.2,
+        )
+
+    def certificate(self, name: str, dns_name: str) -> dict[str, Any]:
+        return manifests.certificate(
+            self.namespace, name, issuerRef={"name": ISSUER}, dnsNames=[dns_name]
+        )
+
+    def one(self, name: str, dns_name: str, timeout: float = 90) -> tuple[float | None, str]:
+        """One certificate alone, apply -> Ready: (seconds, "") or (None, why it is not Ready)."""
+        assert self.watch is not None
+        started = time.monotonic()
+        try:
+            self.bench.kube.create(
+                ours_path("certificates", self.namespace), self.certificate(name, dns_name)
+            )
+        except KubeError as e:
+            return None, f"the Certificate was refused: {e.message or e}"
+        if self.watch.wait_for({name}, timeout):
+            body = self.bench.kube.get(ours_path("certificates", self.namespace, name)) or {}
+            for c in (body.get("status") or {}).get("conditions") or []:
+                if c.get("type") == "Ready":
+                    return None, f"Ready={c.get('status')} {c.get('reason')}: {c.get('message')}"
+            return None, f"no Ready condition within {timeout:.0f} s"
+        return self.watch.ready[name] - started, ""
+
+    def snapshot(self) -> Snapshot:
+        assert self.op is not None
+        return Snapshot(
+            at=time.monotonic(),
+            proc=proc_figures(self.pid),
+            apiserver=requests_cost.apiserver_requests(self.bench.apiserver_metrics()),
+            operator=requests_cost.operator_requests(self.op.metrics()),
+            own=Counter(self.bench.own),
+        )
+
+    def solver_objects(self) -> int:
+        return len(self.bench.list(core_path("pods", self.namespace), label_selector=SOLVER_LABEL))
+
+    def settle(self, timeout: float = 120) -> None:
+        """Wait until no solver Pod is left: the end of the last issuance's clean-up."""
+        with contextlib.suppress(TimeoutError):
+            wait_until("solver Pods gone", lambda: self.solver_objects() == 0, timeout, 1)
+
+    def burst(
+        self, names: dict[str, str], *, workers: int = 1, timeout: float = 900
+    ) -> OperatorRun:
+        """Create every Certificate (name -> DNS name) back to back, wait for all Ready."""
+        assert self.watch is not None
+        before = self.snapshot()
+        started = time.monotonic()
+        asked: dict[str, float] = {}
+
+        def create(name: str) -> None:
+            asked[name] = time.monotonic() - started
+            self.bench.kube.create(
+                ours_path("certificates", self.namespace), self.certificate(name, names[name])
+            )
+
+        if workers == 1:
+            for name in names:
+                create(name)
+        else:
+            self.bench.in_parallel(create, list(names), workers)
+        self.watch.wait_for(set(names), timeout)
+        ready = {n: t - started for n, t in self.watch.ready.items() if n in names}
+        seconds = time.monotonic() - started
+        # The last solver objects are deleted after Ready: their requests belong to the burst,
+        # and so do the controller manager's reactions to them (a moment later).
+        self.settle()
+        time.sleep(2)
+        after = self.snapshot()
+        own = requests_cost.delta(before.own, after.own)
+        return OperatorRun(
+            burst=Burst("acmebridge", self.challenge, asked=asked, ready=ready),
+            seconds=seconds,
+            cpu_seconds=after.proc.cpu_seconds - before.proc.cpu_seconds,
+            rss_mib=after.proc.rss_mib,
+            peak_rss_mib=after.proc.peak_rss_mib,
+            operator_requests=requests_cost.delta(before.operator, after.operator),
+            everyone_requests=requests_cost.minus(
+                requests_cost.delta(before.apiserver, after.apiserver), own
+            ),
+        )
+
+
+class PySpy:
+    """``py-spy record`` attached to a process, writing collapsed stacks (``--format raw``)."""
+
+    def __init__(self, pid: int, out: Path, *, rate: int = 100) -> None:
+        self.out = out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                str(rate),
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def stop(self) -> str:
+        """Stop sampling and write the file; py-spy's own summary line."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            _, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err.decode(errors="replace").strip()

@@ -1,0 +1,230 @@
+"""``make bench SCALE=5000``: many Certificates on one Issuer, then unrelated objects, then idle.
+
+1. N Certificates (5,000) on one Issuer, created by 8 clients at once: time until all are
+   Ready, the operator's RSS and CPU, and the API requests per second the run caused (the
+   operator's own, and everyone's from kube-apiserver's counters).
+2. 10,000 unrelated Secrets (1 KiB each) and 10,000 unrelated ConfigMaps added to the same
+   namespace: the operator's RSS again. An operator that never lists or watches Secrets must not
+   grow (the target: within 10%), and must make no requests meanwhile.
+3. 60 s idle with every certificate Ready: CPU as a percentage of one core.
+
+DNS-01 when an Issuer with a dns01 rfc2136 solver works in the lab (no solver Pods: the lab's
+node agent runs at most 253 at once), else HTTP-01. Everything it made is in one namespace,
+deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from acmebridge.adapters.kube import core_path
+from bench import report, requests_cost
+from bench.labio import (
+    RESULTS,
+    BenchKube,
+    machine,
+    proc_figures,
+    revision,
+    wait_until,
+    write_results,
+)
+from bench.lego import Rfc2136
+from bench.operator_burst import OperatorUnderTest
+from bench.plot import plot_ready
+from bench.stats import ratio
+
+UNRELATED = 10_000
+IDLE_SECONDS = 60.0
+
+
+def _progress(under: OperatorUnderTest, n: int, stop: threading.Event) -> None:
+    started = time.monotonic()
+    while not stop.wait(30):
+        assert under.watch is not None
+        print(
+            f"   {time.monotonic() - started:5.0f} s: {under.watch.count()}/{n} Ready", flush=True
+        )
+
+
+def unrelated(bench: BenchKube, namespace: str, count: int) -> float:
+    """``count`` Secrets of 1 KiB and ``count`` ConfigMaps, none of them acmebridge's; seconds."""
+    started = time.monotonic()
+
+    def secret(i: int) -> None:
+        blob = base64.b64encode(os.urandom(1024)).decode()
+        bench.kube.create(
+            core_path("secrets", namespace),
+            {"metadata": {"name": f"unrelated-{i:05d}"}, "type": "Opaque", "data": {"blob": blob}},
+        )
+
+    def configmap(i: int) -> None:
+        bench.kube.create(
+            core_path("configmaps", namespace),
+            {"metadata": {"name": f"unrelated-{i:05d}"}, "data": {"blob": "x" * 1024}},
+        )
+
+    bench.in_parallel(secret, range(count))
+    bench.in_parallel(configmap, range(count))
+    return time.monotonic() - started
+
+
+def open_operator(
+    bench: BenchKube, dns: Rfc2136 | None, stamp: int
+) -> tuple[OperatorUnderTest, str]:
+    """An operator and a Ready Issuer: DNS-01 when it issues a certificate, else HTTP-01."""
+    tried = ""
+    for challenge in ("dns-01", "http-01") if dns else ("http-01",):
+        under = OperatorUnderTest(bench.lab, bench, challenge, dns=dns).__enter__()
+        try:
+            under.create_issuer()
+            zone = dns.zone if challenge == "dns-01" and dns else "bench.lab.test"
+            one, why = under.one("warm-up", f"warm-up-{stamp}.scale.{zone}")
+        except BaseException:
+            under.__exit__()
+            raise
+        if one is not None:
+            return under, tried
+        under.__exit__()
+        tried = f"DNS-01 does not work yet ({why}); "
+    raise RuntimeError(f"no warm-up certificate became Ready: {tried}")
+
+
+def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
+    n = args.scale
+    stamp = int(time.time())
+    meta: dict[str, Any] = {
+        "machine": machine(),
+        "revision": revision(),
+        "measured_at": datetime.now(UTC).isoformat(),
+    }
+    print(f"acmebridge scale benchmark, N = {n}, at {meta['revision']}: {meta['machine']}")
+    under, note = open_operator(bench, Rfc2136.from_env(bench.lab.env), stamp)
+    result: dict[str, Any] = {"n": n, "challenge": under.challenge, **meta}
+    if note:
+        print(f"   {note}measuring HTTP-01")
+        result["note"] = note.rstrip("; ")
+    try:
+        under.settle()
+        zone = under.dns.zone if under.challenge == "dns-01" and under.dns else "bench.lab.test"
+        names = {f"s{i:05d}": f"s{i:05d}-{stamp}.scale.{zone}" for i in range(n)}
+        print(f">> {n} Certificates on one Issuer ({under.challenge})", flush=True)
+        stop = threading.Event()
+        threading.Thread(target=_progress, args=(under, n, stop), daemon=True).start()
+        try:
+            run = under.burst(names, workers=8, timeout=args.scale_timeout)
+        finally:
+            stop.set()
+        summary = run.burst.summary()
+        time.sleep(10)  # the last status writes and watch events pass
+        settled = proc_figures(under.pid)
+        own_cost = requests_cost.per_certificate(run.operator_requests, n)
+        result.update(
+            {
+                "failed": summary.failed,
+                "wall_seconds": round(run.seconds, 1),
+                "first_ready_seconds": summary.first_ready_seconds,
+                "p50_seconds": summary.p50_seconds,
+                "p95_seconds": summary.p95_seconds,
+                "cpu_seconds": round(run.cpu_seconds, 1),
+                "cpu_seconds_per_certificate": round(run.cpu_seconds / n, 4),
+                "peak_rss_mib": round(settled.peak_rss_mib, 1),
+                "threads": settled.threads,
+                "operator_requests_per_second": round(
+                    sum(run.operator_requests.values()) / run.seconds, 1
+                ),
+                "apiserver_requests_per_second": round(
+                    sum(run.everyone_requests.values()) / run.seconds, 1
+                ),
+                "api_operator": own_cost.as_dict(),
+            }
+        )
+        rss_n = settled.rss_mib
+        print(f">> {UNRELATED} unrelated Secrets (1 KiB) and {UNRELATED} ConfigMaps", flush=True)
+        before = under.snapshot()
+        took = unrelated(bench, under.namespace, UNRELATED)
+        time.sleep(30)
+        after = under.snapshot()
+        rss_plus = after.proc.rss_mib
+        result["unrelated_objects"] = {
+            "created_in_seconds": round(took, 1),
+            "operator_requests_meanwhile": sum(
+                requests_cost.delta(before.operator, after.operator).values()
+            ),
+            "operator_cpu_seconds_meanwhile": round(
+                after.proc.cpu_seconds - before.proc.cpu_seconds, 2
+            ),
+        }
+        print(f">> {IDLE_SECONDS:.0f} s idle, all Ready", flush=True)
+        idle0 = under.snapshot()
+        time.sleep(IDLE_SECONDS)
+        idle1 = under.snapshot()
+        idle_seconds = idle1.at - idle0.at
+        idle_cpu = (idle1.proc.cpu_seconds - idle0.proc.cpu_seconds) / idle_seconds * 100
+        result["idle"] = {
+            "seconds": round(idle_seconds, 1),
+            "operator_requests": sum(requests_cost.delta(idle0.operator, idle1.operator).values()),
+        }
+        bursts = [run.burst]
+    finally:
+        print(">> deleting the benchmark's namespace", flush=True)
+        namespace = under.namespace
+        under.__exit__()
+        try:
+            wait_until(
+                f"namespace {namespace} deleted",
+                lambda: bench.kube.get(core_path("namespaces", None, namespace)) is None,
+                900,
+                interval=5,
+            )
+        except TimeoutError as e:
+            print(f"   {e}; it is still being deleted")
+
+    growth = report.growth(rss_n, rss_plus)
+    rows: list[report.Row] = [
+        (f"scale, N = {n}, {under.challenge.upper()}", "", "", "", "", ""),
+        report.figure_row("all Ready after", result["wall_seconds"], "s"),
+        report.figure_row("certificates/s", ratio(float(n), run.seconds), ""),
+        report.figure_row("p50 asked -> Ready", summary.p50_seconds, "s"),
+        report.figure_row("operator CPU", run.cpu_seconds, "s"),
+        report.figure_row(
+            "operator CPU per certificate", run.cpu_seconds / n, "s", report.CPU_PER_CERT
+        ),
+        report.figure_row(f"operator RSS, {n} Ready", rss_n, "MiB", report.RSS_5000),
+        report.figure_row("operator peak RSS", settled.peak_rss_mib, "MiB"),
+        report.figure_row(
+            "API requests/s, the operator's", result["operator_requests_per_second"], ""
+        ),
+        report.figure_row(
+            "API requests/s, everyone's", result["apiserver_requests_per_second"], ""
+        ),
+        report.figure_row("RSS + 10,000 Secrets + 10,000 ConfigMaps", rss_plus, "MiB"),
+        report.figure_row(
+            "  growth", None if growth is None else growth * 100, "%", report.RSS_GROWTH
+        ),
+        report.figure_row(f"idle CPU, {idle_seconds:.0f} s", idle_cpu, "%", report.IDLE_CPU),
+    ]
+    print()
+    print(report.render(rows, title=f"acmebridge at scale, N = {n}"))
+    result.update({"rss_mib": round(rss_n, 1), "rss_mib_plus_objects": round(rss_plus, 1)})
+    current = {
+        f"rss_mib_{n}": round(rss_n, 1),
+        f"rss_mib_{n}_plus_objects": round(rss_plus, 1),
+        "idle_cpu_percent": round(idle_cpu, 2),
+        "scale": result,
+    }
+    path = write_results(current, scale=True)
+    png = plot_ready(
+        bursts,
+        RESULTS / f"ready-over-time-{n}.png",
+        title=f"{n} certificates on one Issuer, {meta['machine']['cpus']} cores "
+        f"({meta['revision']})",
+    )
+    root = RESULTS.parent.parent
+    print(f"\nwrote {path.relative_to(root)} and {png.relative_to(root)}")
+    return 0
