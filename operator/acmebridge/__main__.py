@@ -17,6 +17,19 @@ from datetime import timedelta
 from acmebridge.config import OperatorConfig
 
 
+def _nameservers(text: str) -> list[str]:
+    """``host[:port][,host[:port]...]``, each checked now rather than at the first DNS-01 order."""
+    from acmebridge.domain.dns01 import parse_server
+
+    servers = [part.strip() for part in text.split(",") if part.strip()]
+    for server in servers:
+        try:
+            parse_server(server)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return servers
+
+
 def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run the operator against the current kubeconfig or cluster")
     p.add_argument(
@@ -42,6 +55,16 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         action="append",
         default=None,
         help="resolver (host[:port]) for the HTTP-01 self check; repeatable",
+    )
+    p.add_argument(
+        "--dns01-nameservers",
+        action="append",
+        type=_nameservers,
+        default=None,
+        metavar="HOST[:PORT],...",
+        help="DNS-01: servers the propagation check asks for the TXT record instead of the "
+        "zone's authoritative servers, and the resolvers that find the zone; comma-separated "
+        "or repeated (default: the zone's own servers, found through the system resolver)",
     )
     p.add_argument("--http01-self-check-port", type=int, default=None)
     p.add_argument(
@@ -97,6 +120,8 @@ def _config(args: argparse.Namespace) -> OperatorConfig:
             overrides[field] = value
     if args.self_check_nameserver:
         overrides["self_check_nameservers"] = tuple(args.self_check_nameserver)
+    if args.dns01_nameservers:
+        overrides["dns01_nameservers"] = tuple(s for group in args.dns01_nameservers for s in group)
     if args.allowed_acme_server:
         overrides["allowed_acme_servers"] = tuple(args.allowed_acme_server)
     if args.backoff_cap is not None:

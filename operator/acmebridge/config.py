@@ -37,6 +37,10 @@ class OperatorConfig:
     http01_self_check_port: int = 80
     #: resolvers for the HTTP-01 self check; empty means the system resolver
     self_check_nameservers: tuple[str, ...] = ()
+    #: DNS-01: servers (host[:port]) the propagation check asks for the TXT record instead of
+    #: the zone's authoritative servers, and the resolvers that find the zone and its servers.
+    #: Empty: the zone's own servers (port 53), found through the system's resolvers
+    dns01_nameservers: tuple[str, ...] = ()
     #: ACME servers namespaced Issuers may use (URL prefixes or host names); empty allows all
     allowed_acme_servers: tuple[str, ...] = ()
     #: how often a waiting order is looked at again when the server gives no Retry-After
@@ -86,6 +90,7 @@ class OperatorConfig:
             self_check_nameservers=tup(
                 "ACMEBRIDGE_SELF_CHECK_NAMESERVERS", d.self_check_nameservers
             ),
+            dns01_nameservers=tup("ACMEBRIDGE_DNS01_NAMESERVERS", d.dns01_nameservers),
             allowed_acme_servers=tup("ACMEBRIDGE_ALLOWED_ACME_SERVERS", d.allowed_acme_servers),
             secret_check_interval=timedelta(
                 seconds=float(
