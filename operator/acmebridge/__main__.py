@@ -49,7 +49,12 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
     p.add_argument("--cluster-resource-namespace", default=None)
-    p.add_argument("--solver-image", default=None)
+    p.add_argument("--solver-image", default=None, help="image of the HTTP-01 solver Pods")
+    p.add_argument(
+        "--solver-command",
+        default=None,
+        help="the solver image's command, comma-separated (default: acmebridge,solve-http01)",
+    )
     p.add_argument(
         "--self-check-nameserver",
         action="append",
@@ -82,6 +87,14 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="seconds between checks that a ready Certificate's Secret is intact (default 3600)",
     )
     p.add_argument(
+        "--order-poll-max",
+        type=float,
+        default=None,
+        help="seconds: the longest interval between looks at an order the CA is validating; "
+        "polls start 0.5 s after a challenge is answered and grow with the time waited "
+        "(half of it), up to this; the CA's Retry-After wins (default 10)",
+    )
+    p.add_argument(
         "--ari-recheck-max",
         type=float,
         default=None,
@@ -95,6 +108,7 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="URL prefix or host namespaced Issuers may use; repeatable",
     )
     p.add_argument("--metrics-port", type=int, default=None, help="0 disables /metrics")
+    p.add_argument("--metrics-address", default=None, help="address /metrics listens on")
     p.add_argument("--log-format", choices=("text", "json"), default=None)
     p.add_argument("--log-level", default=None)
     p.add_argument("--verbose", action="store_true", help="debug logging")
@@ -112,6 +126,7 @@ def _config(args: argparse.Namespace) -> OperatorConfig:
         ("secret_owner_references", "secret_owner_references"),
         ("concurrency", "concurrency"),
         ("metrics_port", "metrics_port"),
+        ("metrics_address", "metrics_address"),
         ("log_format", "log_format"),
         ("log_level", "log_level"),
     ):
@@ -128,6 +143,10 @@ def _config(args: argparse.Namespace) -> OperatorConfig:
         overrides["backoff_cap"] = timedelta(seconds=args.backoff_cap)
     if args.secret_check_interval is not None:
         overrides["secret_check_interval"] = timedelta(seconds=args.secret_check_interval)
+    if args.solver_command:
+        overrides["solver_command"] = tuple(p for p in args.solver_command.split(",") if p)
+    if args.order_poll_max is not None:
+        overrides["order_poll_max"] = timedelta(seconds=args.order_poll_max)
     if args.ari_recheck_max is not None:
         overrides["ari_recheck_max"] = timedelta(seconds=args.ari_recheck_max)
     if args.verbose:

@@ -21,11 +21,12 @@ from typing import Any
 
 from acmebridge import secretreport, statusreport
 from acmebridge.domain.conditions import Condition, set_condition
+from acmebridge.domain.reasons import Reason
 
 OK, PROBLEM, USAGE = 0, 1, 2
 
 #: the reason ``renew`` sets on the Issuing condition; the operator's trigger looks for it
-MANUAL_REASON = "ManuallyTriggered"
+MANUAL_REASON = Reason.MANUALLY_TRIGGERED
 
 
 class CliError(Exception):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 DEFAULT_SOLVER_IMAGE = "ghcr.io/acmebridge/acmebridge:0.1.0"
@@ -43,8 +43,9 @@ class OperatorConfig:
     dns01_nameservers: tuple[str, ...] = ()
     #: ACME servers namespaced Issuers may use (URL prefixes or host names); empty allows all
     allowed_acme_servers: tuple[str, ...] = ()
-    #: how often a waiting order is looked at again when the server gives no Retry-After
-    order_poll_interval: timedelta = timedelta(seconds=2)
+    #: the longest interval between looks at an order the CA is validating or finalizing: polls
+    #: start half a second after answering and grow with the time waited, up to this
+    order_poll_max: timedelta = timedelta(seconds=10)
     #: how often a ready Certificate's Secret is read again to catch a deleted or edited Secret.
     #: The operator may not list or watch Secrets (least privilege), so this is how it notices.
     secret_check_interval: timedelta = timedelta(hours=1)
@@ -56,7 +57,6 @@ class OperatorConfig:
     metrics_address: str = "0.0.0.0"
     log_format: str = "text"
     log_level: str = "INFO"
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -76,6 +76,7 @@ class OperatorConfig:
             ),
             namespaces=tup("ACMEBRIDGE_NAMESPACES", d.namespaces),
             solver_image=e.get("ACMEBRIDGE_SOLVER_IMAGE", d.solver_image),
+            solver_command=tup("ACMEBRIDGE_SOLVER_COMMAND", d.solver_command),
             secret_owner_references=e.get("ACMEBRIDGE_SECRET_OWNER_REFERENCES", "false").lower()
             in ("1", "true", "yes"),
             backoff_cap=timedelta(
@@ -98,6 +99,11 @@ class OperatorConfig:
                         "ACMEBRIDGE_SECRET_CHECK_INTERVAL_SECONDS",
                         d.secret_check_interval.total_seconds(),
                     )
+                )
+            ),
+            order_poll_max=timedelta(
+                seconds=float(
+                    e.get("ACMEBRIDGE_ORDER_POLL_MAX_SECONDS", d.order_poll_max.total_seconds())
                 )
             ),
             ari_recheck_max=timedelta(

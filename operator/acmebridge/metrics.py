@@ -4,7 +4,7 @@ Labels stay low-cardinality: per-object gauges carry only namespace and name (as
 ``certmanager_certificate_expiration_timestamp_seconds`` does); counters and histograms carry a
 request kind, a status or a reason from a closed set, never a URL or an identifier. A value the
 operator does not control (an ACME problem type from the CA) is kept only when RFC 8555 defines
-it, so a CA cannot grow the series without bound.
+it (``domain.failures``), so a CA cannot grow the series without bound.
 
 ``docs/metrics.md`` is the reference; its table is :func:`markdown_reference` of this module's
 real registry, and a unit test fails when the two differ
@@ -23,54 +23,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from acmebridge.domain.conditions import get_condition
-from acmebridge.domain.errors import short_type
+from acmebridge.domain.failures import VOCABULARY
 from acmebridge.domain.timefmt import parse_time
 from acmebridge.reconcile.runtime import Metrics, ObjectKey
 
 _CONDITIONS = ("True", "False", "Unknown")
-
-#: RFC 8555 §6.7 problem types, plus those registered since (RFC 9773's alreadyReplaced, the
-#: profiles extension's invalidProfile): the only problem names that become label values.
-ACME_PROBLEMS = frozenset(
-    {
-        "accountDoesNotExist",
-        "alreadyReplaced",
-        "alreadyRevoked",
-        "badCSR",
-        "badNonce",
-        "badPublicKey",
-        "badRevocationReason",
-        "badSignatureAlgorithm",
-        "caa",
-        "compound",
-        "connection",
-        "dns",
-        "externalAccountRequired",
-        "incorrectResponse",
-        "invalidContact",
-        "invalidProfile",
-        "malformed",
-        "orderNotReady",
-        "rateLimited",
-        "rejectedIdentifier",
-        "serverInternal",
-        "tls",
-        "unauthorized",
-        "unsupportedContact",
-        "unsupportedIdentifier",
-        "userActionRequired",
-    }
-)
-#: the label value for a problem type outside that list (the ACME client's request ``status``
-#: uses the same word)
-OTHER_PROBLEM = "problem"
-
-
-def problem_label(problem_type: str) -> str:
-    """The failure label of an ACME problem: its RFC 8555 short name, or ``problem``."""
-    name = short_type(problem_type)
-    return name if name in ACME_PROBLEMS else OTHER_PROBLEM
-
 
 def _ts(status: Mapping[str, Any], key: str) -> float | None:
     raw = status.get(key)
@@ -147,16 +104,17 @@ class PrometheusMetrics(Metrics):
         )
         self.failures = Counter(
             "acmebridge_issuance_failures_total",
-            "Failed issuance attempts by reason: the ACME problem type when the CA refused "
-            "(connection, unauthorized, rateLimited, …), else the condition reason "
-            "(ACMEServerUnavailable, NoSolver, …)",
+            "Failed issuance attempts by reason, a closed vocabulary: the CA's RFC 8555 problem "
+            "(connection, unauthorized, dns, rateLimited, …), unspecified when the CA gave "
+            "none, unavailable when it could not be reached, or the operator's own "
+            "(invalidSpec, noSolver, …)",
             ["reason"],
             registry=r,
         )
         self.solvers_live = Gauge(
-            "acmebridge_http01_solver_objects",
-            "HTTP-01 solver Pods, Services and Ingresses this operator process created and has "
-            "not yet deleted",
+            "acmebridge_http01_solver_pods",
+            "HTTP-01 solver Pods (each with its Service and Ingress) this operator process "
+            "created and has not yet deleted",
             registry=r,
         )
         self.reconciles = Counter(
@@ -198,8 +156,9 @@ class PrometheusMetrics(Metrics):
         if seconds is not None:
             self.issuance_duration.observe(max(0.0, seconds))
 
-    def failure(self, reason: str, problem: str | None = None) -> None:
-        self.failures.labels(problem_label(problem) if problem else reason).inc()
+    def failure(self, reason: str) -> None:
+        # The vocabulary is closed; anything else (a bug) is counted, not turned into a label.
+        self.failures.labels(reason if reason in VOCABULARY else "problem").inc()
 
     def solvers(self, delta: int) -> None:
         # Counted from this process's creates and deletes: after a restart, deleting objects
@@ -291,7 +250,7 @@ def _exercised() -> PrometheusMetrics:
     m.issuer(cert, ("issuers", "ns", "name"))
     m.acme_request("new_order", "ok", 0.1)
     m.issued("ns", "name", 1.0)
-    m.failure("Failed", "urn:ietf:params:acme:error:connection")
+    m.failure("connection")
     m.solvers(1)
     m.reconciled("certificates", error=True)
     m.kube_request("PATCH", 200, "certificates/status")

@@ -84,7 +84,10 @@ def start_operator(
     extra: Sequence[str] = (),
     process_env: Mapping[str, str] | None = None,
     verbose: bool = True,
+    kill_after: str | None = None,
 ) -> OperatorProcess:
+    """``kill_after`` names an ACME call (``new_order``, ``answer_challenge``, ``finalize``)
+    after whose return the operator SIGKILLs itself: the test-only hook in tests/lab/hooks."""
     logs = Path(env.get("LAB_DIR", str(ROOT / ".lab"))) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}-{int(time.time())}-{os.getpid()}.log"
@@ -96,6 +99,10 @@ def start_operator(
         PATH=f"{ROOT / '.venv' / 'bin'}:{child_env.get('PATH', '')}",
     )
     child_env.update(process_env or {})
+    if kill_after:
+        hooks = Path(__file__).resolve().parent / "hooks"
+        child_env["PYTHONPATH"] = f"{hooks}:{child_env['PYTHONPATH']}"
+        child_env["LAB_KILL_AFTER"] = kill_after
     args = [
         str(ROOT / ".venv" / "bin" / "acmebridge"),
         *operator_args(env, extra, verbose=verbose),

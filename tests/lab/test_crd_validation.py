@@ -711,23 +711,36 @@ STATUS = {
     "renewalTime": "2026-03-01T00:00:00Z",
     "revision": 1,
     "failedIssuanceAttempts": 0,
+    "lastFailure": {"reason": "connection", "message": "no route", "specHash": "h"},
+    "issued": {"specHash": "h", "serial": "0a", "caSource": "aia", "jitterSeconds": 42},
+    "renewalInfo": {
+        "certID": "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE",
+        "windowStart": "2026-03-01T00:00:00Z",
+        "windowEnd": "2026-03-02T00:00:00Z",
+        "selectedTime": "2026-03-01T10:00:00Z",
+        "recheckAt": "2026-01-01T06:00:00Z",
+        "earlyRenewals": 0,
+    },
     "order": {
         "url": "https://ca.example/acme/order/1",
         "state": "valid",
-        "authorizations": [{"identifier": "web.shop.example", "challenge": {"type": "http-01"}}],
+        "created": "2026-01-01T00:00:00Z",
+        "authorizations": [
+            {
+                "url": "https://ca.example/acme/authz/1",
+                "identifier": "web.shop.example",
+                "challenge": {"type": "http-01", "presentedAt": "2026-01-01T00:00:01Z"},
+            }
+        ],
     },
-    "ari": {"suggestedWindow": {"start": "2026-03-01T00:00:00Z"}},
-    "acmebridge": {"jitterSeconds": 42},
-    "kopf": {"progress": {"issue": {"retries": 1}}},
 }
 
 
 def test_status_keeps_the_journal_and_drops_unknown_fields(
     kube: client.ApiClient, ns: str, stored_certificate: dict[str, Any]
 ) -> None:
-    written = write_status(
-        kube, ns, stored_certificate, {**STATUS, "nextPrivateKeySecretName": "web-abcde"}
-    )
+    unknown = {"nextPrivateKeySecretName": "web-abcde", "acmebridge": {"jitterSeconds": 42}}
+    written = write_status(kube, ns, stored_certificate, {**STATUS, **unknown})
     assert written["status"] == STATUS
 
 

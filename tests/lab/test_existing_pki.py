@@ -221,14 +221,14 @@ def test_step_ca_issues_under_the_enterprise_root_and_ca_crt_is_proven_through_a
     assert [common_name(c.subject) for c in chain[1:]] == [ISSUING_CN]
     assert_chain_verifies_to(chain, root)
     assert x509.load_pem_x509_certificate(data["ca.crt"]) == root
-    book = cert["status"]["acmebridge"]
+    book = cert["status"]["issued"]
     # Neither caBundle (which holds the same root) nor a bundle proved it: the issuing CA's
     # caIssuers URL did, which is how it works for a client that has only the chain.
     assert book["caSource"] == "aia", book
 
     # No ARI: renewal is at two thirds of the real lifetime (step-ca's 24 h default, not the
     # Certificate's 90-day duration) minus the Certificate's jitter.
-    assert book.get("ari") is None, book
+    assert cert["status"].get("renewalInfo") is None, cert["status"]
     not_before = parse_time(cert["status"]["notBefore"])
     not_after = parse_time(cert["status"]["notAfter"])
     assert not_after - not_before <= timedelta(hours=25)
@@ -390,12 +390,15 @@ def server_order_profiles(
     """The profile of each order the Certificate created, as the ACME server reports it (read
     with the Issuer's account key from its Secret)."""
     events = k.list(core_path("events", namespace))
+    marker = "created ACME order "
     urls = [
-        e["message"].split()[3].rstrip(",")
+        e["message"].split(marker, 1)[1].split(",")[0].strip()
         for e in events
-        if e["reason"] == "OrderCreated" and e["involvedObject"]["name"] == certificate
+        if e["reason"] == "Issuing"
+        and e["involvedObject"]["name"] == certificate
+        and marker in e["message"]
     ]
-    assert urls, f"no OrderCreated event for {certificate}"
+    assert urls, f"no Issuing event with an order for {certificate}"
     key_pem = secret_data(k, namespace, "pebble-account")["tls.key"]
     account = AccountRef(uri=issuer["status"]["acme"]["uri"], key_pem=key_pem)
     with AcmeSession(pebble.directory_url, ca_bundle=pebble.tls_ca.read_bytes()) as session:

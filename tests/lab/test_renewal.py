@@ -147,7 +147,7 @@ def lab_issuer(lab: Any, k: Kube, namespace: str) -> str:
 
 
 def chosen_ari(obj: dict[str, Any]) -> dict[str, Any] | None:
-    ari = ((obj.get("status") or {}).get("acmebridge") or {}).get("ari")
+    ari = (obj.get("status") or {}).get("renewalInfo")
     return ari if isinstance(ari, dict) else None
 
 
@@ -257,7 +257,8 @@ def test_ari_window_moved_by_the_ca_renews_with_replaces(
     assert scheduled, issuing
     assert window[0] <= when(scheduled[-1]) < window[1], (scheduled, window)
     # The renewal order named the certificate it replaces, and Pebble accepted it as such.
-    orders = [e["message"] for e in events(k, namespace, "web", "OrderCreated")]
+    issuing_events = events(k, namespace, "web", "Issuing")
+    orders = [e["message"] for e in issuing_events if "created ACME order" in e["message"]]
     assert len(orders) == 2, orders
     assert orders[1].endswith(f"replacing certificate {ari_cert_id(old_pem)}"), orders
     assert "replacing" not in orders[0], orders
@@ -270,7 +271,7 @@ def test_ari_window_moved_by_the_ca_renews_with_replaces(
 @pytest.mark.parametrize(
     ("spec", "before"),
     [
-        pytest.param({}, lambda life: life / 3, id="two thirds of the lifetime by default"),
+        pytest.param({}, lambda life: life / 3, id="the CA's window alone by default"),
         pytest.param(
             {"renewBefore": "720h"},
             lambda life: timedelta(hours=720),
@@ -288,7 +289,7 @@ def test_ari_window_moved_by_the_ca_renews_with_replaces(
         ),
     ],
 )
-def test_plain_schedule_is_exact_when_ari_suggests_later(
+def test_renewal_time_follows_the_window_capped_by_an_explicit_limit(
     lab: Any,
     k: Kube,
     namespace: str,
@@ -306,7 +307,7 @@ def test_plain_schedule_is_exact_when_ari_suggests_later(
     leaf = load_chain(pem)[0]
     nb, na = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     uid = first["metadata"]["uid"]
-    stored = first["status"]["acmebridge"]["jitterSeconds"]
+    stored = first["status"]["issued"]["jitterSeconds"]
     # Jitter: fixed by the UID, at most 5% of the lifetime and six hours, stored once.
     assert stored == int(jitter_for(uid, na - nb).total_seconds())
     assert 0 <= stored <= min(6 * 3600, (na - nb).total_seconds() * 0.05)
@@ -315,12 +316,16 @@ def test_plain_schedule_is_exact_when_ari_suggests_later(
     base = (na - before(na - nb)).replace(microsecond=0)
     plain = max(base - timedelta(seconds=stored), min(base, nb + (na - nb) / 2))
     assert when(first["status"]["notBefore"]) == nb and when(first["status"]["notAfter"]) == na
-    # With ARI, the earlier of the plain time and the time chosen in Pebble's window wins.
+    # With ARI, the time chosen in Pebble's window; a renewBefore(Percentage) the user set
+    # caps it (the default two thirds does not apply).
+    explicit = bool(spec)
     ari = chosen_ari(first)
     assert ari is not None, first["status"]
-    assert when(first["status"]["renewalTime"]) == min(plain, when(ari["chosen"])), first["status"]
+    chosen = when(ari["selectedTime"])
+    expected = min(plain, chosen) if explicit else chosen
+    assert when(first["status"]["renewalTime"]) == expected, first["status"]
 
-    # Once the CA suggests a window after expiry, only the plain schedule is left.
+    # A window after expiry (a broken CA) is cut off at 90% of the lifetime.
     set_renewal_info(
         lab.env["PEBBLE_MGMT_URL"],
         Path(lab.env["PEBBLE_TLS_CA"]),
@@ -337,6 +342,8 @@ def test_plain_schedule_is_exact_when_ari_suggests_later(
     after = wait_for(
         moved, timeout=30, describe=lambda: explain(k, certificate(k, namespace, "web"))
     )
+    latest = (nb + (na - nb) * 0.9).replace(microsecond=0)
+    plain = min(plain, latest) if explicit else latest
     assert when(after["status"]["renewalTime"]) == plain, (after["status"], plain)
     assert after["status"]["revision"] == 1
 

@@ -450,7 +450,7 @@ def test_an_acme_server_outside_the_allow_list_is_refused(
     assert k.get(core_path("secrets", namespace, "pebble-account")) is None
 
     # The listed server is let through (and then found unreachable: port 9 is discard).
-    listed = ready_reason(k, "issuers", namespace, "listed", "ServerUnreachable")
+    listed = ready_reason(k, "issuers", namespace, "listed", "ACMEServerUnavailable")
     assert "127.0.0.1:9" in condition(listed, "Ready")["message"]  # type: ignore[index]
     # Pebble was never asked anything: the only ACME requests made (to port 9) all failed.
     answered = [

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmebridge import cli, secretreport, statusreport
 from acmebridge.__main__ import main
-from acmebridge.reconcile.certificate import MANUAL_REASON
+from acmebridge.domain.reasons import Reason
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -470,7 +470,7 @@ def test_which_certificate_a_secret_belongs_to(metadata: dict[str, Any], name: s
 
 
 def test_renew_sets_the_reason_the_operator_looks_for() -> None:
-    assert cli.MANUAL_REASON == MANUAL_REASON
+    assert cli.MANUAL_REASON == Reason.MANUALLY_TRIGGERED == "ManuallyTriggered"
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """The pure decisions of the issuance flow: trigger checks, the order journal, solver selection,
-solver manifests, the allow-list, and the poll interval."""
+solver manifests and the allow-list (the step planner has its own tests: test_plan.py)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,24 @@ from typing import Any
 
 import pytest
 
+from acmebridge.domain.allowlist import server_allowed
 from acmebridge.domain.issuer_spec import Http01IngressSolver, Solver, SolverSelector
 from acmebridge.domain.journal import (
     AuthorizationRecord,
     ChallengeRecord,
     OrderJournal,
-    OrderView,
-    Step,
     journal_usable,
-    next_step,
-    pick_challenge,
 )
 from acmebridge.domain.solvers import (
     CHALLENGE_LABEL,
     SOLVER_LABEL,
     http01_objects,
     object_name,
+    owned_by_pod,
     pod_ready,
     select_solver,
 )
 from acmebridge.domain.trigger import SecretState, TriggerInputs, evaluate
-from acmebridge.reconcile.accounts import server_allowed
-from acmebridge.reconcile.issuance import _poll_interval
 from acmebridge.solver import answer
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -154,13 +150,17 @@ def test_journal_round_trips_through_status() -> None:
                     url="https://ca/chall/1",
                     token="t",
                     solver_index=0,
-                    presented=True,
+                    presented_at=NOW,
+                    answered_at=NOW + timedelta(seconds=2),
+                    solver_uid="pod-uid",
                 ),
             ),
         ),
         finalize_url="https://ca/finalize/1",
         expires=NOW + timedelta(days=7),
         replaces="aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE",
+        pending_key_uid="key-uid",
+        finalized_at=NOW + timedelta(seconds=3),
     )
     assert OrderJournal.from_status(j.to_status()) == j
 
@@ -195,32 +195,6 @@ def test_unreadable_journals_are_dropped_not_trusted(raw: Any) -> None:
 )
 def test_journal_usable(j: OrderJournal | None, usable: bool) -> None:
     assert journal_usable(j, spec_hash="h1", account_uri="https://ca/acct/1", now=NOW) is usable
-
-
-@pytest.mark.parametrize(
-    ("view", "step"),
-    [
-        pytest.param(None, Step.NEW_ORDER, id="no order: create one"),
-        pytest.param(OrderView("pending"), Step.WORK_AUTHORIZATIONS, id="pending: solve"),
-        pytest.param(OrderView("ready"), Step.FINALIZE, id="ready: finalize"),
-        pytest.param(OrderView("processing"), Step.WAIT, id="processing: wait"),
-        pytest.param(OrderView("valid", certificate_url="u"), Step.DOWNLOAD, id="valid: download"),
-        pytest.param(OrderView("valid"), Step.WAIT, id="valid without a URL yet: wait"),
-        pytest.param(OrderView("invalid"), Step.FAILED, id="invalid: failed"),
-        pytest.param(
-            OrderView("pending", expires=NOW - timedelta(1)),
-            Step.NEW_ORDER,
-            id="an expired pending order is replaced",
-        ),
-    ],
-)
-def test_next_step(view: OrderView | None, step: Step) -> None:
-    assert next_step(view, now=NOW) is step
-
-
-def test_pick_challenge_prefers_in_order() -> None:
-    assert pick_challenge(["dns-01", "http-01"], prefer=["http-01", "dns-01"]) == "http-01"
-    assert pick_challenge(["tls-alpn-01"], prefer=["http-01"]) is None
 
 
 HTTP = Http01IngressSolver(ingress_class_name="lab")
@@ -332,7 +306,21 @@ def test_http01_objects_are_restricted_owned_and_named_for_restart() -> None:
         meta = obj["metadata"]
         assert meta["name"] == name
         assert meta["labels"][SOLVER_LABEL] == "http01"
-        assert meta["ownerReferences"][0]["uid"] == "uid-1"
+    # The Pod belongs to the Certificate; the Service and Ingress to the Pod, once it exists.
+    assert objs.pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    for obj in (objs.service, objs.ingress):
+        owned = owned_by_pod(obj, pod_name=name, pod_uid="pod-1")
+        assert owned["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": name,
+                "uid": "pod-1",
+                "controller": True,
+                "blockOwnerDeletion": False,
+            }
+        ]
+        assert "ownerReferences" not in obj["metadata"]
     pod = objs.pod["spec"]
     container = pod["containers"][0]
     assert pod["automountServiceAccountToken"] is False
@@ -435,18 +423,6 @@ def test_pod_ready(pod: dict[str, Any] | None, ready: bool) -> None:
 )
 def test_server_allow_list(server: str, allowed: tuple[str, ...], ok: bool) -> None:
     assert server_allowed(server, allowed) is ok
-
-
-@pytest.mark.parametrize(
-    ("age", "expected"),
-    [
-        pytest.param(timedelta(seconds=1), 0.5, id="a young order is polled every half second"),
-        pytest.param(timedelta(minutes=5), 2.0, id="an old order falls back to the interval"),
-    ],
-)
-def test_poll_interval(age: timedelta, expected: float) -> None:
-    j = journal(created=NOW - age)
-    assert _poll_interval(j, now=NOW, slow=timedelta(seconds=2)) == expected
 
 
 @pytest.mark.parametrize(

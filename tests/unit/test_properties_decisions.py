@@ -24,10 +24,7 @@ from acmebridge.domain.journal import (
     AuthorizationRecord,
     ChallengeRecord,
     OrderJournal,
-    OrderView,
-    Step,
     journal_usable,
-    next_step,
 )
 from acmebridge.domain.solvers import select_solver
 from acmebridge.domain.spec import (
@@ -186,8 +183,10 @@ challenges = st.builds(
     token=words,
     state=st.sampled_from(["pending", "processing", "valid", "invalid"]),
     solver_index=st.none() | st.integers(min_value=0, max_value=19),
-    presented=st.booleans(),
-    answered=st.booleans(),
+    presented_at=st.none() | whole_seconds,
+    answered_at=st.none() | whole_seconds,
+    solver_uid=st.none() | words,
+    record_name=st.none() | words,
     error=st.none() | words,
 )
 authorizations = st.builds(
@@ -262,24 +261,6 @@ def test_a_journal_is_used_only_for_its_own_spec_and_account(
         assert journal.spec_hash == spec_hash and journal.account_uri == account
         assert journal.state != "invalid"
         assert journal.expires is None or journal.expires > now
-
-
-@given(
-    st.none()
-    | st.builds(
-        OrderView,
-        status=st.text(max_size=12)
-        | st.sampled_from(["pending", "ready", "processing", "valid", "invalid"]),
-        expires=st.none() | moments,
-        certificate_url=st.none() | words,
-    ),
-    moments,
-)
-def test_any_order_state_has_a_next_step(view: OrderView | None, now: datetime) -> None:
-    step = next_step(view, now=now)
-    assert isinstance(step, Step)
-    if step is Step.DOWNLOAD:
-        assert view is not None and view.status == "valid" and view.certificate_url
 
 
 # --- the re-issue trigger --------------------------------------------------------------------
@@ -466,13 +447,8 @@ def test_only_the_certificate_a_secret_was_written_for_owns_it(
 def test_a_pending_key_secret_is_never_a_tls_secret(
     name: str, uid: str, other_name: str, other_uid: str
 ) -> None:
-    owner = s.certificate_owner_reference(certificate_name=name, certificate_uid=uid)
     body = s.pending_key_secret(
-        certificate_name=name,
-        certificate_uid=uid,
-        namespace="shop",
-        key_pem=KEY_PEM,
-        owner_reference=owner,
+        certificate_name=name, certificate_uid=uid, namespace="shop", key_pem=KEY_PEM
     )
     metadata = {**body["metadata"], "name": "x"}
     for who, whose in ((name, uid), (other_name, other_uid)):

@@ -322,20 +322,19 @@ OWNER = s.certificate_owner_reference(certificate_name="web", certificate_uid=UI
 
 def test_builds_a_pending_key_secret() -> None:
     body = s.pending_key_secret(
-        certificate_name="web",
-        certificate_uid=UID,
-        namespace="shop",
-        key_pem=KEY_PEM,
-        owner_reference=OWNER,
+        certificate_name="web", certificate_uid=UID, namespace="shop", key_pem=KEY_PEM
     )
     assert body["type"] == "Opaque"
-    assert body["metadata"]["generateName"] == "web-pending-key-"
-    assert "name" not in body["metadata"]
+    # Named from the Certificate's name and UID, never from status (cert-manager PR #9224).
+    assert (
+        body["metadata"]["name"] == s.pending_key_name("web", UID) == f"web-acmebridge-pk-{UID[:8]}"
+    )
     assert body["metadata"]["labels"] == {
         "acmebridge.io/certificate-name": "web",
         "acmebridge.io/pending-key-for": UID,
     }
     assert body["metadata"]["ownerReferences"] == [OWNER]
+    assert OWNER["controller"] is True and OWNER["blockOwnerDeletion"] is False
     assert s.tls_secret_contents(body["data"]).key_pem == KEY_PEM
     assert s.is_pending_key_secret_for(body["metadata"], UID)
     assert s.ownership(body["metadata"], certificate_name="web", certificate_uid=UID) is (
@@ -343,31 +342,25 @@ def test_builds_a_pending_key_secret() -> None:
     )
 
 
-def test_a_pending_key_secret_is_always_controlled_by_its_certificate() -> None:
-    body = s.pending_key_secret(
-        certificate_name="web",
-        certificate_uid=UID,
-        namespace="shop",
-        key_pem=KEY_PEM,
-        owner_reference={**OWNER, "controller": False},
-    )
-    assert body["metadata"]["ownerReferences"][0]["controller"] is True
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("web", id="a short name is kept"),
+        pytest.param("w" * 250, id="a long name is cut to fit"),
+        pytest.param("a" * 199 + ".b", id="a cut never ends in a dot"),
+        pytest.param("a" * 199 + "-b", id="a cut never ends in a dash"),
+    ],
+)
+def test_pending_key_names_are_valid(name: str) -> None:
+    result = s.pending_key_name(name, UID)
+    assert len(result) <= 253 and result[0].isalnum()
+    assert ".-" not in result and "--acmebridge" not in result
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        pytest.param(
-            {"owner_reference": {**OWNER, "uid": OTHER_UID}},
-            "ownerReference",
-            id="refuses an owner that is not this Certificate",
-        ),
-        pytest.param(
-            {"owner_reference": {**OWNER, "kind": "Issuer"}},
-            "ownerReference",
-            id="refuses an owner that is not a Certificate",
-        ),
-        pytest.param({"certificate_uid": ""}, "ownerReference", id="refuses an empty UID"),
+        pytest.param({"certificate_uid": ""}, "UID", id="refuses an empty UID"),
         pytest.param({"key_pem": b"junk"}, "malformed", id="refuses a key that does not parse"),
     ],
 )
@@ -377,7 +370,6 @@ def test_pending_key_secret_refuses_bad_input(overrides: dict[str, Any], message
         "certificate_uid": UID,
         "namespace": "shop",
         "key_pem": KEY_PEM,
-        "owner_reference": OWNER,
     }
     with pytest.raises(ValueError, match=message):
         s.pending_key_secret(**{**arguments, **overrides})

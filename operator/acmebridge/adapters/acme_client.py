@@ -217,8 +217,14 @@ class AcmeSession:
                     return AccountInfo(uri=str(location), status="valid")
                 raise
             uri = _location(response, "newAccount")
-            body = messages.Registration.from_json(response.json())
-            return AccountInfo(uri=uri, status=wire.status_name(body.status))
+            raw = response.json()
+            body = messages.Registration.from_json(raw)
+            orders = raw.get("orders") if isinstance(raw, dict) else None
+            return AccountInfo(
+                uri=uri,
+                status=wire.status_name(body.status),
+                orders=urljoin(response.url, orders) if isinstance(orders, str) else None,
+            )
 
         return self._call("new_account", call)
 
@@ -249,6 +255,29 @@ class AcmeSession:
 
         return self._call("new_order", call)
 
+    def list_orders(self, account: AccountRef, orders_url: str, *, max_pages: int) -> list[str]:
+        """The account's order URLs, oldest first as servers list them (RFC 8555 §7.1.2.1),
+        following ``Link: rel="next"`` for at most ``max_pages`` pages."""
+        key = load_account_key(account.key_pem)
+
+        def call() -> list[str]:
+            urls: list[str] = []
+            page: str | None = orders_url
+            for _ in range(max_pages):
+                if page is None:
+                    break
+                response = self._post_as_get(key, account.uri, page)
+                body = response.json()
+                listed = body.get("orders") if isinstance(body, dict) else None
+                if not isinstance(listed, list):
+                    raise AcmeUnavailable(f"{page} is not an ACME order list")
+                urls += [urljoin(response.url, u) for u in listed if isinstance(u, str)]
+                nexts = _links(response, "next")
+                page = nexts[0] if nexts else None
+            return urls
+
+        return self._call("list_orders", call)
+
     def get_order(self, account: AccountRef, url: str) -> OrderInfo:
         key = load_account_key(account.key_pem)
 
@@ -264,8 +293,9 @@ class AcmeSession:
 
         def call() -> AuthorizationInfo:
             response = self._post_as_get(key, account.uri, url)
-            body = messages.Authorization.from_json(response.json())
-            return wire.authorization_info(url, body, retry_after=retry_after_of(response))
+            raw = response.json()
+            body = messages.Authorization.from_json(raw)
+            return wire.authorization_info(url, body, retry_after=retry_after_of(response), raw=raw)
 
         return self._call("get_authorization", call)
 

@@ -19,11 +19,9 @@ JSON by hand:
 
 from __future__ import annotations
 
-import base64
 import email.utils
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
@@ -34,6 +32,7 @@ from cryptography.x509.oid import NameOID
 from josepy.json_util import JSONObjectWithFields
 from josepy.json_util import field as jose_field
 
+from acmebridge.domain import ari
 from acmebridge.domain.chain import parse_pem_certificates
 from acmebridge.domain.errors import AcmeProblem
 
@@ -105,6 +104,8 @@ class DirectoryInfo:
 class AccountInfo:
     uri: str
     status: str
+    #: the account's order list (RFC 8555 §7.1.2.1), when the server offers one
+    orders: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ class ChallengeInfo:
     error: ProblemInfo | None
     validated: datetime | None
     retry_after: timedelta | None = None
+    #: Boulder's and Pebble's ``validationRecord``: what the CA fetched, from where (as sent)
+    validation_record: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -254,17 +257,44 @@ def challenge_info(
 
 
 def authorization_info(
-    url: str, body: messages.Authorization, *, retry_after: timedelta | None = None
+    url: str,
+    body: messages.Authorization,
+    *,
+    retry_after: timedelta | None = None,
+    raw: Any = None,
 ) -> AuthorizationInfo:
+    """``raw`` is the authorization's JSON, for what the library does not parse (the
+    challenges' validation records)."""
+    records = _validation_records(raw)
     return AuthorizationInfo(
         url=url,
         identifier=(str(body.identifier.typ.name), str(body.identifier.value)),
         status=status_name(body.status),
         wildcard=bool(body.wildcard),
         expires=body.expires,
-        challenges=tuple(challenge_info(c) for c in body.challenges or ()),
+        challenges=tuple(
+            replace(info, validation_record=records.get(info.url, ()))
+            for info in (challenge_info(c) for c in body.challenges or ())
+        ),
         retry_after=retry_after,
     )
+
+
+def _validation_records(raw: Any) -> dict[str, tuple[Mapping[str, Any], ...]]:
+    """Challenge URL -> its validation record entries (at most 4, plain JSON, size-bounded)."""
+    out: dict[str, tuple[Mapping[str, Any], ...]] = {}
+    challenges = raw.get("challenges") if isinstance(raw, dict) else None
+    for ch in challenges if isinstance(challenges, list) else ():
+        if not isinstance(ch, dict) or not isinstance(ch.get("url"), str):
+            continue
+        entries = ch.get("validationRecord")
+        if isinstance(entries, list):
+            out[ch["url"]] = tuple(
+                MappingProxyType({k: v for k, v in e.items() if isinstance(k, str)})
+                for e in entries[:4]
+                if isinstance(e, dict)
+            )
+    return out
 
 
 def renewal_info(body: RenewalInfoBody, *, retry_after: timedelta | None) -> RenewalInfo:
@@ -313,24 +343,8 @@ def parse_retry_after(value: str | None, *, now: datetime) -> timedelta | None:
 
 
 def ari_cert_id(cert_pem: bytes) -> str:
-    """The ARI unique identifier of the first certificate in ``cert_pem`` (RFC 9773 §4.1).
-
-    base64url(AKI keyIdentifier) "." base64url(serial number's DER content octets), unpadded.
-    Raises ValueError when the certificate has no Authority Key Identifier with a keyIdentifier.
-    """
-    cert = x509.load_pem_x509_certificates(cert_pem)[0]
-    try:
-        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        raise ValueError("the certificate has no Authority Key Identifier: no ARI") from None
-    if aki.key_identifier is None:
-        raise ValueError("the certificate's Authority Key Identifier has no keyIdentifier")
-    serial = cert.serial_number
-    # DER INTEGER content: two's complement, big-endian, minimal length, so a serial whose top
-    # bit is set gets a leading zero byte (RFC 9773's example: 0x87654321 -> 00 87 65 43 21).
-    length = max(1, math.ceil((serial.bit_length() + 1) / 8))
-    serial_der = serial.to_bytes(length, byteorder="big", signed=True)
-    return f"{_b64url(aki.key_identifier)}.{_b64url(serial_der)}"
+    """The ARI identifier of the first certificate in ``cert_pem`` (see ``domain.ari``)."""
+    return ari.cert_id(x509.load_pem_x509_certificates(cert_pem)[0])
 
 
 def choose_chain(chains: Sequence[bytes], preferred_issuer_cn: str | None) -> bytes:
@@ -351,7 +365,3 @@ def choose_chain(chains: Sequence[bytes], preferred_issuer_cn: str | None) -> by
             if any(attr.value == preferred_issuer_cn for attr in issuer_cns):
                 return chain
     return chains[0]
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

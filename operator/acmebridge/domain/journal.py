@@ -1,45 +1,71 @@
-"""The ACME journal kept in ``status.order``, and the pure decision of the next order step.
+"""The ACME journal kept in ``status.order``: enough to resume an issuance after a restart.
 
-The journal holds exactly what is needed to resume an issuance after a restart: the order URL,
-the issuance it serves (spec hash and revision), and each authorization with its chosen challenge.
-It never holds key material: the pending private key lives in a Secret found by name derived from
-the Certificate's UID, and the operator checks its label and ownerReference before trusting it.
+The journal holds the order URL, the issuance it serves (spec hash, revision, account) and, per
+authorization, the chosen challenge with when it was presented and answered and what the
+operator created to present it. It is written right after each ACME write (newOrder, a
+challenge answer) so that a restart resumes the same order instead of making another. It never
+holds key material: the pending private key lives in a Secret whose name derives from the
+Certificate's UID, and the operator checks that Secret's label and ownerReference before use.
 
-``next_step`` is purely computational: given the journal and the order's current state as read
-from the ACME server, it says what to do; the reconciler performs it.
+Everything here is pure data with one JSON mapping each way.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from acmebridge.domain.reasons import DEAD_AUTHZ_STATES, AuthzState, OrderState
 from acmebridge.domain.timefmt import format_time, parse_time
+
+
+def _time(d: Mapping[str, Any], key: str) -> datetime | None:
+    raw = d.get(key)
+    return parse_time(str(raw)) if raw else None
+
+
+def _put(d: dict[str, Any], key: str, value: Any) -> None:
+    if value is None or value == "":
+        return
+    d[key] = format_time(value) if isinstance(value, datetime) else value
 
 
 @dataclass(frozen=True)
 class ChallengeRecord:
+    """The challenge chosen for one authorization, and what was done with it."""
+
     type: str
     url: str
     token: str
-    state: str = "pending"
+    state: str = AuthzState.PENDING
     solver_index: int | None = None
-    presented: bool = False
-    answered: bool = False
+    presented_at: datetime | None = None
+    answered_at: datetime | None = None
+    #: UID of the HTTP-01 solver Pod (its Service and Ingress are owned by it)
+    solver_uid: str | None = None
+    #: DNS-01: the name the TXT value was added to (after following a CNAME)
+    record_name: str | None = None
     error: str | None = None
+
+    @property
+    def presented(self) -> bool:
+        return self.presented_at is not None
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None
 
     def to_status(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": self.type, "url": self.url, "token": self.token}
         d["state"] = self.state
-        if self.solver_index is not None:
-            d["solverIndex"] = self.solver_index
-        d["presented"] = self.presented
-        d["answered"] = self.answered
-        if self.error:
-            d["error"] = self.error
+        _put(d, "solverIndex", self.solver_index)
+        _put(d, "presentedAt", self.presented_at)
+        _put(d, "answeredAt", self.answered_at)
+        _put(d, "solverUID", self.solver_uid)
+        _put(d, "recordName", self.record_name)
+        _put(d, "error", self.error)
         return d
 
     @classmethod
@@ -49,10 +75,12 @@ class ChallengeRecord:
             type=str(d.get("type", "")),
             url=str(d.get("url", "")),
             token=str(d.get("token", "")),
-            state=str(d.get("state", "pending")),
-            solver_index=int(idx) if isinstance(idx, int) else None,
-            presented=bool(d.get("presented", False)),
-            answered=bool(d.get("answered", False)),
+            state=str(d.get("state", AuthzState.PENDING)),
+            solver_index=idx if isinstance(idx, int) and not isinstance(idx, bool) else None,
+            presented_at=_time(d, "presentedAt"),
+            answered_at=_time(d, "answeredAt"),
+            solver_uid=str(d["solverUID"]) if d.get("solverUID") else None,
+            record_name=str(d["recordName"]) if d.get("recordName") else None,
             error=str(d["error"]) if d.get("error") else None,
         )
 
@@ -63,8 +91,12 @@ class AuthorizationRecord:
     identifier: str
     identifier_type: str = "dns"
     wildcard: bool = False
-    state: str = "pending"
+    state: str = AuthzState.PENDING
     challenge: ChallengeRecord | None = None
+
+    @property
+    def dead(self) -> bool:
+        return self.state in DEAD_AUTHZ_STATES
 
     def to_status(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -87,12 +119,22 @@ class AuthorizationRecord:
             identifier=str(d.get("identifier", "")),
             identifier_type=str(d.get("identifierType", "dns")),
             wildcard=bool(d.get("wildcard", False)),
-            state=str(d.get("state", "pending")),
+            state=str(d.get("state", AuthzState.PENDING)),
             challenge=ChallengeRecord.from_status(ch) if isinstance(ch, Mapping) else None,
         )
 
 
-_OPTIONAL_KEYS = ("finalizeURL", "certificateURL", "expires", "replaces", "profile", "error")
+# Keys a merge patch must null when absent, so that nothing of a previous order survives.
+_OPTIONAL_KEYS = (
+    "finalizeURL",
+    "certificateURL",
+    "expires",
+    "replaces",
+    "profile",
+    "error",
+    "pendingKeyUID",
+    "finalizedAt",
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +152,24 @@ class OrderJournal:
     replaces: str | None = None
     profile: str | None = None
     error: str | None = None
+    #: UID of the pending-key Secret, for a delete that cannot hit a look-alike
+    pending_key_uid: str | None = None
+    finalized_at: datetime | None = None
+
+    @property
+    def answered_at(self) -> datetime | None:
+        """When the first challenge of this order was answered (None: none yet)."""
+        times = [
+            a.challenge.answered_at
+            for a in self.authorizations
+            if a.challenge is not None and a.challenge.answered_at is not None
+        ]
+        return min(times) if times else None
+
+    @property
+    def finished(self) -> bool:
+        """The order can no longer produce a certificate for this journal."""
+        return self.state == OrderState.INVALID
 
     def to_status(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -121,18 +181,14 @@ class OrderJournal:
             "created": format_time(self.created),
             "authorizations": [a.to_status() for a in self.authorizations],
         }
-        if self.finalize_url:
-            d["finalizeURL"] = self.finalize_url
-        if self.certificate_url:
-            d["certificateURL"] = self.certificate_url
-        if self.expires:
-            d["expires"] = format_time(self.expires)
-        if self.replaces:
-            d["replaces"] = self.replaces
-        if self.profile:
-            d["profile"] = self.profile
-        if self.error:
-            d["error"] = self.error
+        _put(d, "finalizeURL", self.finalize_url)
+        _put(d, "certificateURL", self.certificate_url)
+        _put(d, "expires", self.expires)
+        _put(d, "replaces", self.replaces)
+        _put(d, "profile", self.profile)
+        _put(d, "error", self.error)
+        _put(d, "pendingKeyUID", self.pending_key_uid)
+        _put(d, "finalizedAt", self.finalized_at)
         return d
 
     @classmethod
@@ -147,7 +203,7 @@ class OrderJournal:
         try:
             return cls(
                 url=str(d["url"]),
-                state=str(d.get("state", "pending")),
+                state=str(d.get("state", OrderState.PENDING)),
                 spec_hash=str(d.get("specHash", "")),
                 revision=int(d.get("revision", 0)),
                 account_uri=str(d.get("accountURI", "")),
@@ -159,17 +215,18 @@ class OrderJournal:
                 ),
                 finalize_url=str(d.get("finalizeURL", "")),
                 certificate_url=str(d.get("certificateURL", "")),
-                expires=parse_time(str(d["expires"])) if d.get("expires") else None,
+                expires=_time(d, "expires"),
                 replaces=str(d["replaces"]) if d.get("replaces") else None,
                 profile=str(d["profile"]) if d.get("profile") else None,
                 error=str(d["error"]) if d.get("error") else None,
+                pending_key_uid=str(d["pendingKeyUID"]) if d.get("pendingKeyUID") else None,
+                finalized_at=_time(d, "finalizedAt"),
             )
         except (KeyError, ValueError, TypeError, OverflowError):  # int(inf): json.loads("1e999")
             return None
 
     def to_merge_patch(self) -> dict[str, Any]:
-        """The whole journal for a JSON merge patch: absent optional keys are nulled, so nothing
-        of a previous order survives in the merged object."""
+        """The whole journal for a JSON merge patch: absent optional keys are nulled."""
         d = self.to_status()
         for k in _OPTIONAL_KEYS:
             d.setdefault(k, None)
@@ -179,27 +236,11 @@ class OrderJournal:
         auths = tuple(authz if a.url == authz.url else a for a in self.authorizations)
         return replace(self, authorizations=auths)
 
-
-class Step(enum.Enum):
-    """What the reconciler does next with an order."""
-
-    NEW_ORDER = "new-order"  # no usable order: create one
-    WORK_AUTHORIZATIONS = "authorizations"  # present / self-check / answer challenges
-    FINALIZE = "finalize"  # order ready: send the CSR
-    WAIT = "wait"  # the server is working (processing): look again later
-    DOWNLOAD = "download"  # order valid: fetch the chain and write the Secret
-    FAILED = "failed"  # order invalid: record the failure, clean up, back off
-
-
-@dataclass(frozen=True)
-class OrderView:
-    """The order as the ACME server reports it now (gathered by the adapter)."""
-
-    status: str
-    expires: datetime | None = None
-    certificate_url: str | None = None
-    error: str | None = None
-    authorization_states: Mapping[str, str] = field(default_factory=dict)
+    def authorization(self, url: str) -> AuthorizationRecord:
+        for a in self.authorizations:
+            if a.url == url:
+                return a
+        raise KeyError(url)
 
 
 def journal_usable(
@@ -210,31 +251,7 @@ def journal_usable(
         return False
     if journal.spec_hash != spec_hash or journal.account_uri != account_uri:
         return False
-    if journal.state == "invalid":
+    if journal.finished:
         return False
-    return not (journal.expires is not None and journal.expires <= now)
-
-
-def next_step(view: OrderView | None, *, now: datetime) -> Step:
-    """Pure: the next step for an order in the state the server reports."""
-    if view is None:
-        return Step.NEW_ORDER
-    if view.expires is not None and view.expires <= now and view.status != "valid":
-        return Step.NEW_ORDER
-    if view.status == "pending":
-        return Step.WORK_AUTHORIZATIONS
-    if view.status == "ready":
-        return Step.FINALIZE
-    if view.status == "processing":
-        return Step.WAIT
-    if view.status == "valid":
-        return Step.DOWNLOAD if view.certificate_url else Step.WAIT
-    return Step.FAILED
-
-
-def pick_challenge(types_offered: Sequence[str], *, prefer: Sequence[str]) -> str | None:
-    """Pure: the first challenge type in ``prefer`` the server offers for an authorization."""
-    for t in prefer:
-        if t in types_offered:
-            return t
-    return None
+    expired = journal.expires is not None and journal.expires <= now
+    return not (expired and journal.state != OrderState.VALID)

@@ -254,15 +254,25 @@ def build_tls_secret(
 
 
 def certificate_owner_reference(*, certificate_name: str, certificate_uid: str) -> dict[str, Any]:
-    """A controller ownerReference to a Certificate, for the Secrets it owns."""
+    """The controller ownerReference from an object the operator makes for a Certificate (its
+    pending key, solver Pods, optionally its TLS Secret), so the garbage collector removes the
+    object with the Certificate. ``blockOwnerDeletion`` is off: deleting a Certificate must not
+    wait on its dependents (and setting it would need the finalizers permission)."""
     return {
         "apiVersion": CERTIFICATE_API_VERSION,
         "kind": "Certificate",
         "name": certificate_name,
         "uid": certificate_uid,
         "controller": True,
-        "blockOwnerDeletion": True,
+        "blockOwnerDeletion": False,
     }
+
+
+def pending_key_name(certificate_name: str, certificate_uid: str) -> str:
+    """The pending key's Secret name, derived from name and UID and never read from status (a
+    status writer must not be able to point the operator at another Secret's key)."""
+    # A cut ending in '.' or '-' would make the name invalid ("x.-acmebridge").
+    return f"{certificate_name[:200].rstrip('-.')}-acmebridge-pk-{certificate_uid[:8]}"
 
 
 def _is_certificate_reference(reference: Any, certificate_uid: str) -> bool:
@@ -280,30 +290,31 @@ def pending_key_secret(
     certificate_uid: str,
     namespace: str,
     key_pem: bytes,
-    owner_reference: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The body of the Opaque Secret that holds a private key until its certificate is issued.
 
-    Named by ``generateName`` (``<certificate>-pending-key-``) so that a stale one never blocks
-    a new one; labelled with the Certificate's name and UID; owned by the Certificate as
-    controller so that the garbage collector removes it with the Certificate. Raises
-    ``ValueError`` if ``owner_reference`` does not point at this Certificate's UID or the key
-    does not parse.
+    Named from the Certificate's name and UID (``pending_key_name``), labelled with its name and
+    UID, and owned by it as controller so that the garbage collector removes it with the
+    Certificate. Raises ``ValueError`` if the key does not parse.
     """
-    if not certificate_uid or not _is_certificate_reference(owner_reference, certificate_uid):
-        raise ValueError("the pending key's ownerReference must be this Certificate's UID")
+    if not certificate_uid:
+        raise ValueError("the pending key needs the Certificate's UID")
     load_private_key(key_pem)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "generateName": f"{certificate_name}-pending-key-",
+            "name": pending_key_name(certificate_name, certificate_uid),
             "namespace": namespace,
             "labels": {
                 CERTIFICATE_NAME_LABEL: certificate_name_label(certificate_name),
                 PENDING_KEY_FOR_LABEL: certificate_uid,
             },
-            "ownerReferences": [{**owner_reference, "controller": True}],
+            "ownerReferences": [
+                certificate_owner_reference(
+                    certificate_name=certificate_name, certificate_uid=certificate_uid
+                )
+            ],
         },
         "type": SECRET_TYPE_OPAQUE,
         "data": {TLS_KEY: _b64(key_pem)},

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from acmebridge.domain.secret import certificate_name_label
+from acmebridge.domain.secret import certificate_name_label, certificate_owner_reference
 from acmebridge.domain.spec import Http01IngressSolver, Solver
 
 SOLVER_LABEL = "acmebridge.io/solver"
@@ -98,16 +98,22 @@ def solver_labels(*, certificate_name: str, name: str) -> dict[str, str]:
     }
 
 
-def owner_reference(*, certificate_name: str, certificate_uid: str) -> dict[str, Any]:
-    """Solver objects belong to the Certificate, so the garbage collector removes leftovers."""
-    return {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": "Certificate",
-        "name": certificate_name,
-        "uid": certificate_uid,
-        "controller": True,
-        "blockOwnerDeletion": False,
-    }
+def owned_by_pod(body: Mapping[str, Any], *, pod_name: str, pod_uid: str) -> dict[str, Any]:
+    """The Service or Ingress, owned by its solver Pod: deleting the Pod (one request) lets the
+    garbage collector remove the other two, and a Certificate deleted mid-order takes the Pod
+    and so everything with it."""
+    meta = dict(body["metadata"])
+    meta["ownerReferences"] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": pod_name,
+            "uid": pod_uid,
+            "controller": True,
+            "blockOwnerDeletion": False,
+        }
+    ]
+    return {**body, "metadata": meta}
 
 
 @dataclass(frozen=True)
@@ -130,11 +136,15 @@ def http01_objects(
     image: str,
     command: Sequence[str],
 ) -> Http01Objects:
-    """Pure: the Pod, Service and Ingress that answer one HTTP-01 challenge."""
+    """Pure: the Pod, Service and Ingress that answer one HTTP-01 challenge. The Pod is owned by
+    the Certificate; give the Service and Ingress to the Pod with ``owned_by_pod`` once it
+    exists."""
     name = object_name(certificate_uid, token)
     labels = solver_labels(certificate_name=certificate_name, name=name)
-    owner = owner_reference(certificate_name=certificate_name, certificate_uid=certificate_uid)
-    meta = {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]}
+    owner = certificate_owner_reference(
+        certificate_name=certificate_name, certificate_uid=certificate_uid
+    )
+    meta = {"name": name, "namespace": namespace, "labels": labels}
 
     pod_spec: dict[str, Any] = {
         "restartPolicy": "OnFailure",
@@ -192,6 +202,7 @@ def http01_objects(
             **meta,
             "labels": _merge(solver.pod_labels, labels),
             "annotations": dict(solver.pod_annotations),
+            "ownerReferences": [owner],
         },
         "spec": pod_spec,
     }

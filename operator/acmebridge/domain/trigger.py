@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from acmebridge.domain.reasons import Reason
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -49,26 +51,27 @@ Check = Callable[[TriggerInputs, datetime], Verdict | None]
 
 def _does_not_exist(i: TriggerInputs, now: datetime) -> Verdict | None:
     if not i.secret.exists:
-        return Verdict("DoesNotExist", "Issuing certificate as Secret does not exist")
+        return Verdict(Reason.DOES_NOT_EXIST, "Issuing certificate as Secret does not exist")
     return None
 
 
 def _missing_data(i: TriggerInputs, now: datetime) -> Verdict | None:
     if not i.secret.has_cert or not i.secret.has_key:
         return Verdict(
-            "MissingData", "Issuing certificate as Secret does not contain a certificate and key"
+            Reason.MISSING_DATA,
+            "Issuing certificate as Secret does not contain a certificate and key",
         )
     return None
 
 
 def _invalid(i: TriggerInputs, now: datetime) -> Verdict | None:
     if i.secret.cert_error:
-        return Verdict("InvalidCertificate", f"Issuing certificate as {i.secret.cert_error}")
+        return Verdict(Reason.INVALID_CERTIFICATE, f"Issuing certificate as {i.secret.cert_error}")
     if i.secret.key_error:
-        return Verdict("InvalidKeyPair", f"Issuing certificate as {i.secret.key_error}")
+        return Verdict(Reason.INVALID_KEY_PAIR, f"Issuing certificate as {i.secret.key_error}")
     if not i.secret.key_matches_cert:
         return Verdict(
-            "InvalidKeyPair",
+            Reason.INVALID_KEY_PAIR,
             "Issuing certificate as Secret's private key does not match its certificate",
         )
     return None
@@ -76,14 +79,14 @@ def _invalid(i: TriggerInputs, now: datetime) -> Verdict | None:
 
 def _names(i: TriggerInputs, now: datetime) -> Verdict | None:
     if i.secret.names_mismatch:
-        return Verdict("SecretMismatch", f"Issuing certificate as {i.secret.names_mismatch}")
+        return Verdict(Reason.SECRET_MISMATCH, f"Issuing certificate as {i.secret.names_mismatch}")
     return None
 
 
 def _key_spec(i: TriggerInputs, now: datetime) -> Verdict | None:
     if not i.secret.key_matches_spec:
         return Verdict(
-            "SecretMismatch",
+            Reason.SECRET_MISMATCH,
             "Issuing certificate as the private key's algorithm or size differs from spec",
         )
     return None
@@ -92,7 +95,7 @@ def _key_spec(i: TriggerInputs, now: datetime) -> Verdict | None:
 def _issuer(i: TriggerInputs, now: datetime) -> Verdict | None:
     if not i.secret.issuer_annotation_matches:
         return Verdict(
-            "IncorrectIssuer", "Issuing certificate as Secret was issued by another issuer"
+            Reason.INCORRECT_ISSUER, "Issuing certificate as Secret was issued by another issuer"
         )
     return None
 
@@ -100,21 +103,22 @@ def _issuer(i: TriggerInputs, now: datetime) -> Verdict | None:
 def _spec_changed(i: TriggerInputs, now: datetime) -> Verdict | None:
     if i.issued_spec_hash is not None and i.issued_spec_hash != i.spec_hash:
         return Verdict(
-            "SpecChanged", "Issuing certificate as the Certificate's spec changed since issuance"
+            Reason.SPEC_CHANGED,
+            "Issuing certificate as the Certificate's spec changed since issuance",
         )
     return None
 
 
 def _expired(i: TriggerInputs, now: datetime) -> Verdict | None:
     if i.secret.not_after is not None and i.secret.not_after <= now:
-        return Verdict("Expired", f"Issuing certificate as it expired at {i.secret.not_after}")
+        return Verdict(Reason.EXPIRED, f"Issuing certificate as it expired at {i.secret.not_after}")
     return None
 
 
 def _renewal_due(i: TriggerInputs, now: datetime) -> Verdict | None:
     if i.renewal_time is not None and i.renewal_time <= now:
         return Verdict(
-            "Renewing",
+            Reason.RENEWING,
             "Renewing certificate as renewal was scheduled at "
             f"{i.renewal_time.strftime('%Y-%m-%dT%H:%M:%SZ')}",
         )
@@ -123,7 +127,7 @@ def _renewal_due(i: TriggerInputs, now: datetime) -> Verdict | None:
 
 def _manual(i: TriggerInputs, now: datetime) -> Verdict | None:
     if i.manual_trigger:
-        return Verdict("ManuallyTriggered", "Certificate re-issuance manually triggered")
+        return Verdict(Reason.MANUALLY_TRIGGERED, "Certificate re-issuance manually triggered")
     return None
 
 

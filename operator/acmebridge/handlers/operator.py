@@ -24,7 +24,7 @@ from acmebridge.adapters.kube import Kube
 from acmebridge.config import OperatorConfig
 from acmebridge.domain.solvers import SOLVER_LABEL
 from acmebridge.metrics import PrometheusMetrics
-from acmebridge.reconcile.accounts import Account
+from acmebridge.reconcile.accounts import Accounts
 from acmebridge.reconcile.certificate import reconcile_certificate
 from acmebridge.reconcile.ingresses import IngressShim
 from acmebridge.reconcile.issuer import reconcile_issuer
@@ -42,7 +42,7 @@ class Operator:
         self.config = config
         self.metrics = metrics or Metrics()
         self.rt: Runtime | None = None
-        self.accounts: dict[ObjectKey, Account] = {}
+        self.accounts = Accounts()
         self.issuer_failures: dict[ObjectKey, int] = {}
         self.queue: WorkQueue | None = None
         self.ingresses: IngressShim | None = None
@@ -62,6 +62,7 @@ class Operator:
         self.rt = Runtime(config=self.config, kube=kube, executor=executor, metrics=self.metrics)
         self.queue = WorkQueue(self._reconcile, workers=self.config.concurrency)
         self.rt.wake = self.queue.add
+        self.rt.health.on_change(self._server_changed)
         self.ingresses = IngressShim(self.rt, wake=self.queue.add, forget=self.queue.forget)
         await self.queue.start()
 
@@ -116,11 +117,12 @@ class Operator:
             self.rt.observe(key, None)
             self.queue.forget(key)
             if plural != "certificates":
-                self.accounts.pop(key, None)
+                self.accounts.forget(key)
                 self.metrics.issuer(None, key)
                 self._wake_dependents(key)
             else:
                 self.rt.depend(key, None)
+                self.rt.unwritten.pop(key, None)
                 self.metrics.certificate(None, key)
             return
         old = self.rt.cache.get(key)
@@ -132,6 +134,13 @@ class Operator:
         self.queue.add(key)
         if plural != "certificates":
             self._wake_dependents(key)
+
+    def _server_changed(self, url: str) -> None:
+        """An ACME server went down or came back: its Issuers say so at once."""
+        assert self.queue is not None
+        for key, account in self.accounts.items():
+            if account.spec.server == url:
+                self.queue.add(key, 0.0)
 
     def _wake_dependents(self, key: ObjectKey) -> None:
         assert self.rt is not None and self.queue is not None
@@ -181,6 +190,7 @@ async def _issuer_event(event: kopf.RawEvent, **_: Any) -> None:
 async def _clusterissuer_event(event: kopf.RawEvent, **_: Any) -> None:
     if OPERATOR is not None:
         OPERATOR.observe("clusterissuers", event)
+
 
 @kopf.on.event("networking.k8s.io", "v1", "ingresses", labels={SOLVER_LABEL: kopf.ABSENT})
 async def _ingress_event(event: kopf.RawEvent, **_: Any) -> None:

@@ -9,20 +9,19 @@ Issuer's spec changes, so Certificates share its HTTP connection and nonce pool.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import binascii
-import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from acmebridge.adapters import acme_client as acme
 from acmebridge.adapters.acme_messages import AccountRef, DirectoryInfo
 from acmebridge.adapters.acme_transport import load_account_key
-from acmebridge.adapters.kube import Conflict, core_path
+from acmebridge.adapters.kube import Conflict, NotFound, core_path
 from acmebridge.domain import secret as secrets
+from acmebridge.domain.allowlist import server_allowed
+from acmebridge.domain.eab import eab_mac_key
 from acmebridge.domain.errors import SpecError
 from acmebridge.domain.spec import AcmeIssuerSpec
 from acmebridge.reconcile.runtime import ObjectKey, Runtime
@@ -41,6 +40,8 @@ class Account:
     spec: AcmeIssuerSpec
     generation: int
     uid: str
+    #: the account's order list, to find an order created just before a crash (may be absent)
+    orders_url: str | None = None
 
 
 class AccountError(Exception):
@@ -57,61 +58,6 @@ def secrets_namespace(rt: Runtime, issuer: Mapping[str, Any]) -> str:
     if issuer.get("kind") == "ClusterIssuer":
         return rt.config.cluster_resource_namespace
     return str(issuer["metadata"]["namespace"])
-
-
-# User info, backslashes, whitespace and control characters: URL parsers disagree on where the
-# host of such a URL is (see server_allowed).
-_AMBIGUOUS_URL = re.compile(r"[@\\\s\x00-\x1f\x7f]")
-
-
-def _url_parts(url: str) -> tuple[str, str, int, str]:
-    """(scheme, host, port, path) with the scheme's default port; ValueError when unparsable."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or {"https": 443, "http": 80}.get(scheme, 0)
-    return scheme, (parts.hostname or "").lower().rstrip("."), port, parts.path or "/"
-
-
-def server_allowed(server: str, allowed: tuple[str, ...]) -> bool:
-    """Pure: is ``server`` permitted by the allow-list of URL prefixes or bare host names?
-
-    A URL entry is compared with the parsed server URL, never as text: scheme, host and port
-    must be equal, and the path must continue the entry's path at a '/'. As text,
-    ``https://ca.example`` would be a prefix of ``https://ca.example.evil.net/`` and of
-    ``https://ca.example@evil.net/``. A host entry allows that host on any port. A server URL
-    with user info, a backslash or whitespace is never allowed: Python's ``urlsplit`` finds the
-    host of ``https://evil.net\\@ca.example/`` to be ca.example while urllib3, which sends the
-    requests, connects to evil.net. An empty list allows every server.
-    """
-    if not allowed:
-        return True
-    if _AMBIGUOUS_URL.search(server):
-        return False
-    try:
-        scheme, host, port, path = _url_parts(server)
-    except ValueError:
-        return False
-    if not host:
-        return False
-    for entry in (e.strip() for e in allowed):
-        if not entry:
-            continue
-        if "://" not in entry:
-            if host == entry.lower().rstrip("."):
-                return True
-            continue
-        try:
-            want_scheme, want_host, want_port, want_path = _url_parts(entry)
-        except ValueError:
-            continue
-        if (scheme, host, port) != (want_scheme, want_host, want_port):
-            continue
-        if want_path.endswith("/"):
-            if path.startswith(want_path):
-                return True
-        elif path == want_path or path.startswith(want_path + "/"):
-            return True
-    return False
 
 
 async def _read_secret_key(
@@ -188,6 +134,16 @@ async def _account_key(
     }
     try:
         await rt.io(rt.kube.create, core_path("secrets", namespace), body)
+    except NotFound as e:
+        if issuer.get("kind") != "ClusterIssuer":
+            raise
+        raise AccountError(
+            "ClusterResourceNamespaceMissing",
+            f"namespace '{namespace}' does not exist: ClusterIssuers keep their account keys "
+            "in the operator's cluster-resource namespace; create it, or run the operator with "
+            "--cluster-resource-namespace set to a namespace that exists",
+            retry=True,
+        ) from e
     except Conflict as e:
         # Someone created it between our read and our write: use theirs, never overwrite it.
         existing = await _read_secret_key(rt, namespace, ref.name, ref.key, what="account key")
@@ -223,43 +179,78 @@ async def _eab(rt: Runtime, spec: AcmeIssuerSpec, namespace: str) -> tuple[str, 
     return (eab.key_id, mac_key, eab.key_algorithm)
 
 
-def eab_mac_key(raw: bytes) -> str:
-    """Pure: the MAC key from an EAB Secret, checked to be base64 text as CAs issue it.
-
-    Raises ValueError saying what is wrong (never quoting the key). The ACME library decodes the
-    key leniently, skipping characters it does not know (or failing with an error no condition
-    shows), so a mangled key would be sent as some other key, and the CA's refusal would not
-    point here. Both alphabets are accepted: base64url, as RFC 8555 CAs issue keys, and the
-    standard one, which the library decodes as well.
-    """
-    text = raw.decode("ascii", "replace").strip()
-    if not re.fullmatch(r"[A-Za-z0-9_+/-]+={0,2}", text):
-        raise ValueError(
-            "it holds characters other than letters, digits, '-' and '_'; "
-            "paste the key exactly as the CA issued it"
-        )
-    unpadded = text.rstrip("=")
-    try:
-        base64.urlsafe_b64decode(unpadded + "=" * (-len(unpadded) % 4))
-    except (binascii.Error, ValueError) as e:
-        raise ValueError(f"it does not decode: {e}") from e
-    return unpadded
-
-
 def parse_issuer(issuer: Mapping[str, Any]) -> AcmeIssuerSpec:
     return AcmeIssuerSpec.from_body(issuer.get("spec") or {})
 
 
-async def ensure_account(
-    rt: Runtime, key: ObjectKey, issuer: Mapping[str, Any], cache: dict[ObjectKey, Account]
-) -> Account:
-    """The Issuer's account, registering it when the cached one is missing or stale."""
+class Accounts:
+    """The registered account of each Issuer, registered once however many ask at a time.
+
+    After a restart every pending Certificate of an Issuer asks for its account at once; one
+    registers (a ``newAccount`` request) while the others wait on the Issuer's lock and then
+    share the result. The cache holds one session per Issuer until the Issuer's spec changes.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[ObjectKey, Account] = {}
+        self._locks: dict[ObjectKey, asyncio.Lock] = {}
+
+    def get(self, key: ObjectKey) -> Account | None:
+        return self._cache.get(key)
+
+    def forget(self, key: ObjectKey) -> None:
+        """The Issuer is gone. Its session is not closed here: a Certificate reconcile may still
+        be using it; it is released when the last reference goes (the session's finalizer)."""
+        self._cache.pop(key, None)
+        self._locks.pop(key, None)
+
+    def values(self) -> list[Account]:
+        return list(self._cache.values())
+
+    def items(self) -> list[tuple[ObjectKey, Account]]:
+        return list(self._cache.items())
+
+    async def ensure(self, rt: Runtime, key: ObjectKey, issuer: Mapping[str, Any]) -> Account:
+        """The Issuer's account, registering it when the cached one is missing or stale."""
+        cached = self._current(key, issuer)
+        if cached is not None:
+            return cached
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            cached = self._current(key, issuer)
+            if cached is not None:
+                return cached
+            account = await _register(rt, issuer)
+            self._cache[key] = account
+            return account
+
+    async def reregister(
+        self, rt: Runtime, key: ObjectKey, issuer: Mapping[str, Any], stale: Account
+    ) -> Account:
+        """The CA no longer knows ``stale`` (a CA restored from an empty database): register the
+        same key again, once, however many Certificates found out at the same time."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            current = self._cache.get(key)
+            if current is not None and current is not stale:
+                return current
+            self._cache.pop(key, None)
+            account = await _register(rt, issuer)
+            self._cache[key] = account
+            return account
+
+    def _current(self, key: ObjectKey, issuer: Mapping[str, Any]) -> Account | None:
+        meta = issuer["metadata"]
+        cached = self._cache.get(key)
+        if (
+            cached is not None
+            and cached.generation == int(meta.get("generation", 0))
+            and cached.uid == str(meta.get("uid", ""))
+        ):
+            return cached
+        return None
+
+
+async def _register(rt: Runtime, issuer: Mapping[str, Any]) -> Account:
     meta = issuer["metadata"]
-    generation = int(meta.get("generation", 0))
-    uid = str(meta.get("uid", ""))
-    cached = cache.get(key)
-    if cached is not None and cached.generation == generation and cached.uid == uid:
-        return cached
     try:
         spec = parse_issuer(issuer)
     except SpecError as e:
@@ -291,20 +282,12 @@ async def ensure_account(
             retry=False,
         )
     info = await rt.io(session.register_account, account_pem, email=spec.email, eab=eab)
-    account = Account(
+    return Account(
         session=session,
         ref=AccountRef(uri=info.uri, key_pem=account_pem),
         directory=directory,
         spec=spec,
-        generation=generation,
-        uid=uid,
+        generation=int(meta.get("generation", 0)),
+        uid=str(meta.get("uid", "")),
+        orders_url=info.orders,
     )
-    # The replaced session is not closed here: a Certificate reconcile may still be using it.
-    # Its HTTP pool and CA file are released when the last reference goes (the session's
-    # finalizer), so an Issuer edit never pulls the trust file from under an issuance.
-    cache[key] = account
-    return account
-
-
-def key_hash(pem: bytes) -> str:
-    return hashlib.sha256(pem).hexdigest()[:16]

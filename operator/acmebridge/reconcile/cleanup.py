@@ -1,33 +1,24 @@
-"""Remove what an issuance left behind: solver Pods, Services, Ingresses and the pending key.
+"""Remove what an issuance presented (solver Pods, and with them their Services and Ingresses)
+and its pending key, by name and with a UID precondition, so nothing else is ever touched.
 
-Deletion is by label *and* owner: an object is deleted only when its ownerReference names this
-Certificate's UID, and the delete carries that UID as a precondition, so a look-alike object made
-by someone else is never touched. ``cleanupPending`` in status is set before the first solver
-object is created and cleared only here, so a restart at any point still finds and removes them.
+The journal says what was presented: each challenge's token gives the solver objects' name, and
+the Pod's UID (when known) makes the delete refuse a look-alike. Without a known UID the Pod is
+read first and deleted only if the Certificate owns it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from acmebridge.adapters.kube import KubeError, core_path, group_path
+from acmebridge.adapters.kube import KubeError, core_path
 from acmebridge.domain import secret as secrets
-from acmebridge.domain.solvers import CERTIFICATE_LABEL, CHALLENGE_LABEL, SOLVER_LABEL
-
-if TYPE_CHECKING:
-    from acmebridge.reconcile.certificate import Ctx
+from acmebridge.domain.journal import OrderJournal
+from acmebridge.domain.solvers import CERTIFICATE_LABEL, SOLVER_LABEL, object_name
+from acmebridge.reconcile.context import Ctx
 
 log = logging.getLogger("acmebridge.cleanup")
-
-
-def solver_paths(namespace: str, name: str | None = None) -> list[str]:
-    return [
-        core_path("pods", namespace, name),
-        core_path("services", namespace, name),
-        group_path("networking.k8s.io", "v1", "ingresses", namespace, name),
-    ]
 
 
 def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
@@ -35,46 +26,59 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(r.get("uid") == uid for r in refs)
 
 
-async def delete_solver_objects(ctx: Ctx, *, challenge_name: str | None = None) -> int:
-    """Delete this Certificate's solver objects (one challenge's, or all); returns how many."""
+async def remove_presented(ctx: Ctx, journal: OrderJournal) -> int:
+    """Delete the solver Pod of every challenge the journal presented; returns how many.
+
+    When the journal may not know them all (an authorization recorded without its challenge,
+    as after a restart that found it already valid), the Certificate's solver Pods are listed
+    by label as well: one read, only then.
+    """
     rt = ctx.rt
-    selector = f"{SOLVER_LABEL},{CERTIFICATE_LABEL}={secrets.certificate_name_label(ctx.name)}"
-    if challenge_name:
-        selector += f",{CHALLENGE_LABEL}={challenge_name}"
+    known: dict[str, str | None] = {}
+    complete = True
+    for rec in journal.authorizations:
+        ch = rec.challenge
+        if ch is None or (rec.state == "valid" and not ch.presented):
+            complete = False
+            continue
+        if ch.presented and ch.type == "http-01":
+            known[object_name(ctx.uid, ch.token)] = ch.solver_uid
+    if not complete:
+        selector = f"{SOLVER_LABEL},{CERTIFICATE_LABEL}={secrets.certificate_name_label(ctx.name)}"
+        for pod in await rt.io(
+            rt.kube.list, core_path("pods", ctx.namespace), label_selector=selector
+        ):
+            if owned_by(pod, ctx.uid):
+                known.setdefault(pod["metadata"]["name"], str(pod["metadata"]["uid"]))
     deleted = 0
-    for path in solver_paths(ctx.namespace):
-        for obj in await rt.io(rt.kube.list, path, label_selector=selector):
-            if not owned_by(obj, ctx.uid):
-                continue
-            meta = obj["metadata"]
-            try:
-                if await rt.io(rt.kube.delete, f"{path}/{meta['name']}", uid=meta.get("uid")):
-                    deleted += 1
-            except KubeError as e:
-                log.warning("could not delete solver object %s/%s: %s", path, meta["name"], e)
+    for name, uid in known.items():
+        path = core_path("pods", ctx.namespace, name)
+        try:
+            if uid is None:
+                found = await rt.io(rt.kube.get, path)
+                if found is None or not owned_by(found, ctx.uid):
+                    continue
+                uid = str(found["metadata"]["uid"])
+            if await rt.io(rt.kube.delete, path, uid=uid):
+                deleted += 1
+        except KubeError as e:
+            log.warning("could not delete solver Pod %s: %s", path, e)
     if deleted:
         rt.metrics.solvers(-deleted)
     return deleted
 
 
-def pending_key_name(certificate_name: str, certificate_uid: str) -> str:
-    """Derived from name and UID, never read from status (a status writer must not be able to
-    point the operator at another Secret's key)."""
-    # A cut ending in '.' or '-' would make the name invalid ("x.-acmebridge").
-    return f"{certificate_name[:200].rstrip('-.')}-acmebridge-pk-{certificate_uid[:8]}"
-
-
-async def delete_pending_key(ctx: Ctx) -> None:
+async def delete_pending_key(ctx: Ctx, uid: str | None) -> None:
+    """Delete the pending key's Secret: by its UID when known, else after checking it is ours."""
     rt = ctx.rt
-    path = core_path("secrets", ctx.namespace, pending_key_name(ctx.name, ctx.uid))
-    secret = await rt.io(rt.kube.get, path)
-    if secret is None or not secrets.is_pending_key_secret_for(secret["metadata"], ctx.uid):
-        return
-    await rt.io(rt.kube.delete, path, uid=secret["metadata"].get("uid"))
-
-
-async def cleanup_issuance(ctx: Ctx) -> None:
-    await delete_solver_objects(ctx)
-    await delete_pending_key(ctx)
-    ctx.set_book(cleanupPending=None)
-    await ctx.flush()
+    path = core_path("secrets", ctx.namespace, secrets.pending_key_name(ctx.name, ctx.uid))
+    if uid is None:
+        secret = await rt.io(rt.kube.get, path)
+        if secret is None or not secrets.is_pending_key_secret_for(secret["metadata"], ctx.uid):
+            return
+        uid = str(secret["metadata"].get("uid"))
+    try:
+        await rt.io(rt.kube.delete, path, uid=uid)
+    except KubeError as e:
+        if e.status != 409:  # a precondition failure: not the Secret we made, leave it
+            raise

@@ -2,7 +2,9 @@
 
 ``status.acme`` shows the account URI and the directory's capabilities (ARI, profiles, whether
 external account binding is required, terms of service), so a user can see why a feature is or
-is not used. ``Ready`` says whether Certificates can use the issuer, with a reason to act on.
+is not used. ``Ready`` says whether Certificates can use the issuer, with a reason to act on
+(``domain.issuer_status`` decides it). A server that cannot be reached is an outage shared by
+everyone using it (``reconcile.servers``): the Issuer waits for the server's probe.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from acmebridge.domain.conditions import Condition, get_condition, set_condition
-from acmebridge.domain.errors import AcmeProblem, AcmeUnavailable, TLSTrustError, short_type
+from acmebridge.adapters import acme_client as acme
+from acmebridge.domain.conditions import get_condition, set_condition
+from acmebridge.domain.errors import AcmeProblem, AcmeUnavailable, TLSTrustError
+from acmebridge.domain.issuer_status import AccountOutcome, is_news, ready_condition
 from acmebridge.domain.schedule import backoff_delay
-from acmebridge.reconcile.accounts import Account, AccountError, ensure_account
+from acmebridge.domain.spec import AcmeIssuerSpec
+from acmebridge.reconcile.accounts import Account, AccountError, Accounts, parse_issuer
 from acmebridge.reconcile.runtime import ObjectKey, Runtime
 
 log = logging.getLogger("acmebridge.issuer")
+# An Issuer waiting for its server is woken by the server's probe; this is a safety net.
+SERVER_WAIT_FALLBACK = 600.0
 
 
-def _acme_status(account: Account) -> dict[str, Any]:
+def acme_status(account: Account) -> dict[str, Any]:
     d = account.directory
     return {
         "uri": account.ref.uri,
@@ -37,60 +44,23 @@ def _acme_status(account: Account) -> dict[str, Any]:
 
 
 async def reconcile_issuer(
-    rt: Runtime, key: ObjectKey, accounts: dict[ObjectKey, Account], failures: dict[ObjectKey, int]
+    rt: Runtime, key: ObjectKey, accounts: Accounts, failures: dict[ObjectKey, int]
 ) -> float | None:
     body = rt.cache.get(key)
     if body is None:
-        accounts.pop(key, None)
+        accounts.forget(key)
         failures.pop(key, None)
         return None
-    now = rt.clock()
     generation = int(body["metadata"].get("generation", 0))
     status: Mapping[str, Any] = body.get("status") or {}
-    delay: float | None = None
-    acme_status: dict[str, Any] | None = None
-    try:
-        account = await ensure_account(rt, key, body, accounts)
-        cond = Condition(
-            type="Ready",
-            status="True",
-            reason="ACMEAccountRegistered",
-            message=f"The ACME account is registered with {account.spec.server}",
-            observed_generation=generation,
-            last_transition_time=now,
-        )
-        acme_status = _acme_status(account)
-        failures.pop(key, None)
-    except AccountError as e:
-        cond = _failed(e.reason, e.message, generation, now)
-        delay = _retry(failures, key, rt) if e.retry else None
-    except TLSTrustError as e:
-        cond = _failed("TLSError", e.detail, generation, now)
-        delay = _retry(failures, key, rt)
-    except AcmeUnavailable as e:
-        server = ((body.get("spec") or {}).get("acme") or {}).get("server", "")
-        cond = _failed("ServerUnreachable", f"{server}: {e.detail}", generation, now)
-        delay = _retry(failures, key, rt)
-    except AcmeProblem as e:
-        reason = "ErrRegisterACMEAccount"
-        if short_type(e.type) == "externalAccountRequired":
-            reason = "ExternalAccountRequired"
-        message = f"the ACME server refused the account: {e.detail} ({e.type})"
-        cond = _failed(reason, message + _binding_hint(body, reason), generation, now)
-        delay = _retry(failures, key, rt)
+    outcome, account, delay = await _register(rt, key, body, accounts, failures)
+    cond = ready_condition(outcome, body.get("spec") or {}, generation=generation, now=rt.clock())
+    new_acme = acme_status(account) if account is not None else None
     previous = get_condition(status.get("conditions") or [], "Ready")
-    changed = (
-        previous is None
-        or previous.status != cond.status
-        or previous.reason != cond.reason
-        or previous.message != cond.message
-        or previous.observed_generation != generation
-        or (acme_status is not None and status.get("acme") != _prune(acme_status))
-    )
-    if changed:
+    if is_news(previous, cond, stored_acme=status.get("acme"), acme_status=new_acme):
         patch: dict[str, Any] = {"conditions": set_condition(status.get("conditions") or [], cond)}
-        if acme_status is not None:
-            patch["acme"] = acme_status
+        if new_acme is not None:
+            patch["acme"] = new_acme
         await rt.patch_status(key, patch)
         await rt.event(
             body, "Normal" if cond.status == "True" else "Warning", cond.reason, cond.message
@@ -113,43 +83,50 @@ async def reconcile_issuer(
     return delay
 
 
-def _binding_hint(body: Mapping[str, Any], reason: str) -> str:
-    """What to check about external account binding when the server refused the account.
+async def _register(
+    rt: Runtime,
+    key: ObjectKey,
+    body: Mapping[str, Any],
+    accounts: Accounts,
+    failures: dict[ObjectKey, int],
+) -> tuple[AccountOutcome, Account | None, float | None]:
+    server = str(((body.get("spec") or {}).get("acme") or {}).get("server", ""))
+    outage = rt.health.outage(server) if server else None
+    if outage is not None:
+        rt.health.wait(server, key)
+        return (
+            AccountOutcome("unavailable", server=server, message=outage.detail),
+            None,
+            (SERVER_WAIT_FALLBACK),
+        )
+    try:
+        account = await accounts.ensure(rt, key, body)
+    except AccountError as e:
+        delay = _retry(failures, key, rt) if e.retry else None
+        return AccountOutcome("account", e.reason, e.message, server), None, delay
+    except TLSTrustError as e:
+        return AccountOutcome("tls", "TLSError", e.detail, server), None, _retry(failures, key, rt)
+    except AcmeUnavailable as e:
+        spec = parse_issuer(body)
+        rt.health.report(server, e.detail, probe=lambda: rt.io(_probe, spec), waiter=key)
+        return (
+            AccountOutcome("unavailable", server=server, message=e.detail),
+            None,
+            (SERVER_WAIT_FALLBACK),
+        )
+    except AcmeProblem as e:
+        outcome = AccountOutcome("refused", e.type, e.detail, server)
+        return outcome, None, _retry(failures, key, rt)
+    failures.pop(key, None)
+    return AccountOutcome("registered", server=account.spec.server), account, None
 
-    CAs word a refused binding very differently (step-ca answers a wrong MAC key with a bare
-    "internal error"), so the condition names the binding that was sent and where its key lives.
-    """
-    eab = ((body.get("spec") or {}).get("acme") or {}).get("externalAccountBinding")
-    if not isinstance(eab, Mapping):
-        if reason == "ExternalAccountRequired":
-            return (
-                "; set spec.acme.externalAccountBinding to the key ID and MAC key the CA "
-                "issued for this account"
-            )
-        return ""
-    ref = eab.get("keySecretRef") or {}
-    return (
-        f"; the account was sent with externalAccountBinding keyID '{eab.get('keyID')}': check "
-        f"that the CA issued this key ID, that Secret '{ref.get('name')}' key "
-        f"'{ref.get('key')}' holds its MAC key as the CA gave it, and that no other account "
-        "used the key before (step-ca, for one, accepts each key once)"
-    )
 
-
-def _prune(d: Mapping[str, Any]) -> dict[str, Any]:
-    """The status as the API server stores it: keys with null values dropped (merge patch)."""
-    return {k: _prune(v) if isinstance(v, Mapping) else v for k, v in d.items() if v is not None}
-
-
-def _failed(reason: str, message: str, generation: int, now: Any) -> Condition:
-    return Condition(
-        type="Ready",
-        status="False",
-        reason=reason,
-        message=message,
-        observed_generation=generation,
-        last_transition_time=now,
-    )
+def _probe(spec: AcmeIssuerSpec) -> None:
+    """Fetch the directory once with the Issuer's trust settings (the server is down)."""
+    with acme.AcmeSession(
+        spec.server, ca_bundle=spec.ca_bundle, skip_tls_verify=spec.skip_tls_verify
+    ) as session:
+        session.directory()
 
 
 def _retry(failures: dict[ObjectKey, int], key: ObjectKey, rt: Runtime) -> float:

@@ -22,6 +22,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from acmebridge.adapters.kube import Kube, KubeError, ours_path
 from acmebridge.config import OperatorConfig
+from acmebridge.domain.keys import PrivateKey
+from acmebridge.reconcile.servers import ServerHealth
 
 log = logging.getLogger("acmebridge")
 
@@ -49,12 +51,12 @@ class Metrics:
 
     def acme_request(self, kind: str, outcome: str, seconds: float) -> None: ...
     def issued(self, namespace: str, name: str, seconds: float | None) -> None: ...
-    def failure(self, reason: str, problem: str | None = None) -> None: ...
+    def failure(self, reason: str) -> None: ...
     def certificate(self, body: Mapping[str, Any] | None, key: ObjectKey) -> None: ...
     def issuer(self, body: Mapping[str, Any] | None, key: ObjectKey) -> None: ...
     def reconciled(self, kind: str, error: bool) -> None: ...
     def solvers(self, delta: int) -> None: ...
-    def kube_request(self, method: str, status: int) -> None: ...
+    def kube_request(self, method: str, status: int, resource: str = "") -> None: ...
 
 
 @dataclass
@@ -70,6 +72,24 @@ class Runtime:
     #: certificate key -> the issuer key it references (the reverse of ``dependents``)
     issuer_of: dict[ObjectKey, ObjectKey] = field(default_factory=dict)
     wake: Callable[[ObjectKey, float], None] = lambda key, delay: None
+    #: ACME servers that are down, probed until they answer (``reconcile.servers``)
+    servers: ServerHealth | None = None
+    #: certificate UID -> (pending-key Secret UID, key): spares a read per issuance step. Only
+    #: keys this process created or read; entries go when the issuance ends.
+    pending_keys: dict[str, tuple[str, PrivateKey]] = field(default_factory=dict)
+    #: certificate key -> journal changes not yet worth a write of their own (a solver just
+    #: presented, an authorization read): sent with the next status write, lost on restart,
+    #: where repeating the step is harmless.
+    unwritten: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.servers is None:
+            self.servers = ServerHealth(wake=lambda k, d: self.wake(k, d), clock=self.clock)
+
+    @property
+    def health(self) -> ServerHealth:
+        assert self.servers is not None
+        return self.servers
 
     def depend(self, certificate: ObjectKey, issuer: ObjectKey | None) -> None:
         """Record which issuer a certificate uses (None: it is gone), in O(1)."""
@@ -79,6 +99,14 @@ class Runtime:
         if issuer is not None:
             self.issuer_of[certificate] = issuer
             self.dependents[issuer].add(certificate)
+
+    def keep_unwritten(self, key: ObjectKey, patch: Mapping[str, Any]) -> None:
+        """Keep the journal part of an unwritten status patch for the next reconcile. Never
+        conditions: a merge patch replaces the whole list, which could undo a user's change."""
+        if "order" in patch:
+            self.unwritten[key] = {"order": patch["order"]}
+        else:
+            self.unwritten.pop(key, None)
 
     async def io(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking call in the bounded pool, in a copy of the caller's context (as
@@ -105,6 +133,7 @@ class Runtime:
         plural, namespace, name = key
         path = ours_path(plural, namespace or None, name) + "/status"
         body = await self.io(self.kube.merge_patch, path, {"status": dict(status)})
+        self.unwritten.pop(key, None)
         self.observe(key, body)
         return body
 

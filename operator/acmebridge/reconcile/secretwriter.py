@@ -10,10 +10,8 @@ between is never overwritten.
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -22,19 +20,15 @@ from acmebridge.adapters import aia
 from acmebridge.adapters.kube import core_path
 from acmebridge.domain import chain as chains
 from acmebridge.domain import secret as secrets
+from acmebridge.domain.ari import cert_id_or_none
 from acmebridge.domain.errors import AcmeProblem
 from acmebridge.domain.keys import PrivateKey, encode_private_key, public_key_fingerprint
+from acmebridge.domain.match import cert_summary
+from acmebridge.domain.plan import Written
 from acmebridge.domain.spec import AcmeIssuerSpec, CertificateSpec
 from acmebridge.reconcile.runtime import Runtime
 
 log = logging.getLogger("acmebridge.secret")
-
-
-@dataclass(frozen=True)
-class Written:
-    leaf: x509.Certificate
-    root_source: str | None
-    root_reason: str
 
 
 def _bundle(data: bytes | None) -> list[x509.Certificate]:
@@ -93,14 +87,7 @@ async def write_tls_secret(
     )
     owner = None
     if rt.config.secret_owner_references:
-        owner = {
-            "apiVersion": "acmebridge.io/v1alpha1",
-            "kind": "Certificate",
-            "name": name,
-            "uid": uid,
-            "controller": True,
-            "blockOwnerDeletion": False,
-        }
+        owner = secrets.certificate_owner_reference(certificate_name=name, certificate_uid=uid)
     body = secrets.build_tls_secret(
         name=spec.secret_name,
         namespace=namespace,
@@ -130,16 +117,28 @@ async def write_tls_secret(
         if old_meta.get("ownerReferences") and owner is None:
             body["metadata"]["ownerReferences"] = old_meta["ownerReferences"]
         await rt.io(rt.kube.replace, core_path("secrets", namespace, spec.secret_name), body)
-    return Written(leaf=leaf, root_source=resolution.source, root_reason=resolution.reason)
+    return Written(
+        leaf=cert_summary(leaf),
+        cert_id=cert_id_or_none(leaf),
+        ca_source=resolution.source,
+        ca_omitted_reason=None if resolution.root is not None else resolution.reason,
+    )
 
 
-def decode_data(secret: Mapping[str, Any] | None, key: str) -> bytes | None:
-    if not secret:
-        return None
-    raw = (secret.get("data") or {}).get(key)
-    if not raw:
-        return None
+def holding(secret: Mapping[str, Any] | None, chain_pem: bytes) -> Written | None:
+    """The Secret already holds this chain's leaf (written before a restart): what it holds."""
     try:
-        return base64.b64decode(raw)
-    except ValueError:
+        leaf = chains.order_chain(chains.parse_pem_certificates(chain_pem))[0]
+        have = secrets.tls_secret_contents((secret or {}).get("data")).chain_pem
+        current = chains.parse_pem_certificates(have)[0] if have else None
+    except (ValueError, IndexError):
         return None
+    if current is None or current != leaf:
+        return None
+    return Written(
+        leaf=cert_summary(leaf),
+        cert_id=cert_id_or_none(leaf),
+        ca_source=None,
+        ca_omitted_reason="the certificate was written before the operator restarted; ca.crt "
+        "is as it was written then",
+    )
