@@ -50,6 +50,9 @@ class Snapshot:
     apiserver: Counter[requests_cost.Key]
     operator: Counter[requests_cost.Key]
     own: Counter[requests_cost.Key]
+    #: of those, the requests answered with something other than 2xx
+    apiserver_refused: Counter[requests_cost.Key]
+    operator_refused: Counter[requests_cost.Key]
 
 
 @dataclass
@@ -62,6 +65,21 @@ class OperatorRun:
     #: the operator's own requests, and everyone's less the benchmark's, over the burst
     operator_requests: Counter[requests_cost.Key]
     everyone_requests: Counter[requests_cost.Key]
+    operator_refused: Counter[requests_cost.Key]
+    everyone_refused: Counter[requests_cost.Key]
+
+    def own_cost(self) -> requests_cost.Cost:
+        """The operator's own requests per certificate."""
+        return requests_cost.per_certificate(
+            self.operator_requests, self.burst.n, self.operator_refused
+        )
+
+    def everyone_cost(self) -> tuple[requests_cost.Cost, float]:
+        """Everyone's requests per certificate on the kinds an issuance touches, and the
+        requests per certificate on other kinds (other users of the shared lab)."""
+        related, other = requests_cost.split_issuance(self.everyone_requests)
+        cost = requests_cost.per_certificate(related, self.burst.n, self.everyone_refused)
+        return cost, sum(other.values()) / self.burst.n
 
 
 def acme_spec(lab: Lab, challenge: str, dns: Rfc2136 | None) -> dict[str, Any]:
@@ -104,10 +122,15 @@ class OperatorUnderTest:
         try:
             k.ensure_namespace(CLUSTER_RESOURCE_NAMESPACE)
             self.watch = ReadyWatch(k, self.namespace).__enter__()
+            extra = [f"--namespace={self.namespace}"]
+            if self.challenge == "dns-01" and self.dns is not None:
+                # The lab's zone names no NS host a resolver knows: BIND is its only server,
+                # so the propagation check asks BIND (docs/dns01.md).
+                extra.append(f"--dns01-nameservers={self.dns.nameserver}")
             self.op = start_operator(
                 self.lab.env,
                 name=f"bench-operator-{self.challenge}",
-                extra=[f"--namespace={self.namespace}"],
+                extra=extra,
                 verbose=False,
             )
         except BaseException:
@@ -175,12 +198,15 @@ class OperatorUnderTest:
 
     def snapshot(self) -> Snapshot:
         assert self.op is not None
+        apiserver, operator = self.bench.apiserver_metrics(), self.op.metrics()
         return Snapshot(
             at=time.monotonic(),
             proc=proc_figures(self.pid),
-            apiserver=requests_cost.apiserver_requests(self.bench.apiserver_metrics()),
-            operator=requests_cost.operator_requests(self.op.metrics()),
+            apiserver=requests_cost.apiserver_requests(apiserver),
+            operator=requests_cost.operator_requests(operator),
             own=Counter(self.bench.own),
+            apiserver_refused=requests_cost.apiserver_requests(apiserver, refused_only=True),
+            operator_refused=requests_cost.operator_requests(operator, refused_only=True),
         )
 
     def solver_objects(self) -> int:
@@ -230,14 +256,18 @@ class OperatorUnderTest:
             everyone_requests=requests_cost.minus(
                 requests_cost.delta(before.apiserver, after.apiserver), own
             ),
+            operator_refused=requests_cost.delta(before.operator_refused, after.operator_refused),
+            everyone_refused=requests_cost.delta(before.apiserver_refused, after.apiserver_refused),
         )
 
 
 class PySpy:
-    """``py-spy record`` attached to a process, writing collapsed stacks (``--format raw``)."""
+    """``py-spy record`` attached to a process, writing collapsed stacks (``--format raw``) of
+    the thread holding the GIL, without pausing the process."""
 
     def __init__(self, pid: int, out: Path, *, rate: int = 100) -> None:
         self.out = out
+        self.log = out.with_suffix(".log")
         out.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
@@ -250,19 +280,23 @@ class PySpy:
                 "--format",
                 "raw",
                 "--nonblocking",
+                "--gil",  # Python's own CPU; bench/profile_top.py says why
                 "--output",
                 str(out),
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # a file, not a pipe: nothing reads a pipe until the end, and a full one would stall
+            # the sampler
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
 
     def stop(self) -> str:
-        """Stop sampling and write the file; py-spy's own summary line."""
+        """Stop sampling and write the file; py-spy's own summary ("Samples: N Errors: M")."""
         self.proc.send_signal(signal.SIGINT)
         try:
-            _, err = self.proc.communicate(timeout=60)
+            self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-        return err.decode(errors="replace").strip()
+            self.proc.wait()
+        lines = self.log.read_text(errors="replace").strip().splitlines()
+        return next((line for line in lines if "Samples:" in line), lines[-1] if lines else "")

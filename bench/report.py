@@ -148,7 +148,9 @@ def cost_rows(who: str, cost: Cost | None, *, own: bool, floor: float = 0.05) ->
         mine = [row for row in cost.rows if is_write(row[0]) == writes]
         shown = [row for row in mine if row[2] >= floor]
         for verb, resource, x in shown:
-            rows.append((f"    {verb} {resource}", number(x, "", 2), "", "", "", ""))
+            refused = cost.refused.get((verb, resource))
+            note = f"{number(refused, '', 2)} of them refused" if refused else ""
+            rows.append((f"    {verb} {resource}", number(x, "", 2), "", "", note, ""))
         rest = [row[2] for row in mine if row[2] < floor]
         if rest:
             rows.append((f"    {len(rest)} other", number(sum(rest), "", 2), "", "", "", ""))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -42,23 +42,33 @@ def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     return found
 
 
-def apiserver_requests(text: str) -> Counter[Key]:
+def _refused(code: str) -> bool:
+    """Not a 2xx: a conflict, a 404, a server error (the operator writes ``error`` when the
+    server was not reached). The API server counts ``201``, the operator ``2xx``."""
+    return not code.startswith("2")
+
+
+def apiserver_requests(text: str, *, refused_only: bool = False) -> Counter[Key]:
     """kube-apiserver's requests by (verb, resource[/subresource]); requests to paths outside
-    the resource APIs (/metrics, /healthz, discovery) are left out."""
+    the resource APIs (/metrics, /healthz, discovery) are left out. ``refused_only``: only
+    those answered with something other than 2xx."""
     counts: Counter[Key] = Counter()
     for labels, value in samples(text, APISERVER_METRIC):
         resource = labels.get("resource", "")
-        if not resource:
+        if not resource or (refused_only and not _refused(labels.get("code", ""))):
             continue
         sub = labels.get("subresource", "")
         counts[(labels.get("verb", ""), f"{resource}/{sub}" if sub else resource)] += int(value)
     return counts
 
 
-def operator_requests(text: str) -> Counter[Key]:
-    """The operator's own requests by (HTTP method, resource), whatever their status."""
+def operator_requests(text: str, *, refused_only: bool = False) -> Counter[Key]:
+    """The operator's own requests by (HTTP method, resource), whatever their status, or with
+    ``refused_only`` those answered with something other than 2xx."""
     counts: Counter[Key] = Counter()
     for labels, value in samples(text, OPERATOR_METRIC):
+        if refused_only and not _refused(labels.get("code", "")):
+            continue
         counts[(labels.get("method", ""), labels.get("resource", ""))] += int(value)
     return counts
 
@@ -122,21 +132,28 @@ def is_write(verb: str) -> bool:
 
 @dataclass(frozen=True)
 class Cost:
-    """Requests per certificate: writes, reads, and each (verb, resource) row."""
+    """Requests per certificate: writes, reads, each (verb, resource) row, and how many of a
+    row's requests were refused (a conflict, a 404: requests spent for nothing)."""
 
     writes: float
     reads: float
     rows: tuple[tuple[str, str, float], ...]
+    refused: Mapping[Key, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "writes_per_certificate": round(self.writes, 2),
             "reads_per_certificate": round(self.reads, 2),
             "by_verb_and_resource": {f"{v} {r}": round(x, 3) for v, r, x in self.rows},
+            "refused_by_verb_and_resource": {
+                f"{v} {r}": round(x, 3) for (v, r), x in sorted(self.refused.items())
+            },
         }
 
 
-def per_certificate(counts: Mapping[Key, int], n: int) -> Cost:
+def per_certificate(
+    counts: Mapping[Key, int], n: int, refused: Mapping[Key, int] | None = None
+) -> Cost:
     """Divide by the number of certificates; rows sorted writes first, then by cost."""
     if n <= 0:
         raise ValueError("per certificate of no certificates")
@@ -146,4 +163,5 @@ def per_certificate(counts: Mapping[Key, int], n: int) -> Cost:
     )
     writes = sum(x for verb, _, x in rows if is_write(verb))
     reads = sum(x for verb, _, x in rows if not is_write(verb))
-    return Cost(writes=writes, reads=reads, rows=tuple(rows))
+    per = {key: value / n for key, value in (refused or {}).items() if value and key in counts}
+    return Cost(writes=writes, reads=reads, rows=tuple(rows), refused=per)

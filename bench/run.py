@@ -67,16 +67,9 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def everyone_cost(run: OperatorRun, n: int) -> tuple[requests_cost.Cost, float]:
-    """Everyone's requests per certificate on the kinds an issuance touches, and the requests
-    per certificate on other kinds (other users of the shared lab)."""
-    related, other = requests_cost.split_issuance(run.everyone_requests)
-    return requests_cost.per_certificate(related, n), sum(other.values()) / n
-
-
 def operator_dict(run: OperatorRun, one: float | None, n: int) -> dict[str, Any]:
-    own = requests_cost.per_certificate(run.operator_requests, n)
-    everyone, other = everyone_cost(run, n)
+    own = run.own_cost()
+    everyone, other = run.everyone_cost()
     return {
         **summary_dict(run.burst.summary()),
         "one_certificate_seconds": _round(one),
@@ -123,8 +116,13 @@ def measure(
                 ours_run = under.burst(names, timeout=args.timeout)
                 if spy is not None:
                     print(f"   {spy.stop()}")
-                    profile = {**parse_raw(spy.out.read_text()).top(15)}
-                    profile["file"] = str(spy.out.relative_to(RESULTS.parent.parent))
+                    parsed = parse_raw(spy.out.read_text())
+                    profile = {
+                        **parsed.top(15),
+                        "samples": parsed.samples,
+                        "cpu_seconds": round(ours_run.cpu_seconds, 2),
+                        "file": str(spy.out.relative_to(RESULTS.parent.parent)),
+                    }
                 section["acmebridge"] = operator_dict(ours_run, one, args.n)
                 section["acmebridge"]["api_background_per_certificate_estimate"] = _round(
                     background * ours_run.seconds / args.n, 2
@@ -179,12 +177,8 @@ def measure(
             )
         )
         rows.append(report.figure_row("operator RSS after the burst", ours_run.rss_mib, "MiB"))
-        rows += report.cost_rows(
-            "the operator's own",
-            requests_cost.per_certificate(ours_run.operator_requests, n),
-            own=True,
-        )
-        everyone, other = everyone_cost(ours_run, n)
+        rows += report.cost_rows("the operator's own", ours_run.own_cost(), own=True)
+        everyone, other = ours_run.everyone_cost()
         rows += report.cost_rows(
             "everyone's on the kinds an issuance touches (apiserver_request_total)",
             everyone,
@@ -217,10 +211,19 @@ def top_level(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_profile(profile: dict[str, Any]) -> None:
-    for ranking, title in (("self", "self (innermost frame)"), ("total", "total (on the stack)")):
-        print(f"\noperator CPU profile, top by {title}: {profile.get('file', '')}")
-        for name, share in profile.get(ranking, []):
-            print(f"  {share * 100:5.1f}%  {name}")
+    print(
+        f"\noperator CPU profile ({profile.get('file', '')}): {profile.get('samples')} samples "
+        f"holding the GIL at 100/s; the operator used {profile.get('cpu_seconds')} CPU s"
+    )
+    for ranking, title in (
+        ("package", "by package (self)"),
+        ("acmebridge", "the operator's own functions (total: with what they call)"),
+        ("self", "by function (self: the innermost frame)"),
+        ("total", "by function (total)"),
+    ):
+        print(f"  {title}:")
+        for name, share in profile.get(ranking, [])[:12]:
+            print(f"    {share * 100:5.1f}%  {name}")
 
 
 def main() -> int:

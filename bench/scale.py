@@ -123,7 +123,7 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
         summary = run.burst.summary()
         time.sleep(10)  # the last status writes and watch events pass
         settled = proc_figures(under.pid)
-        own_cost = requests_cost.per_certificate(run.operator_requests, n)
+        own_cost = run.own_cost()
         result.update(
             {
                 "failed": summary.failed,

@@ -10,7 +10,7 @@ import pytest
 from bench import report, requests_cost
 from bench.lego import tsig_algorithm
 from bench.plot import steps
-from bench.profile_top import frame_name, parse_raw, short_file
+from bench.profile_top import frame_name, package, parse_raw, short_file
 from bench.stats import Burst, percentile, ratio
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
@@ -140,6 +140,22 @@ def test_cost_per_certificate_splits_writes_from_reads_writes_first() -> None:
     }
 
 
+def test_refused_requests_are_counted_apart_in_both_sources() -> None:
+    assert requests_cost.apiserver_requests(APISERVER, refused_only=True) == {
+        ("PATCH", "certificates/status"): 1
+    }
+    assert requests_cost.operator_requests(OPERATOR, refused_only=True) == {("GET", "secrets"): 3}
+
+
+def test_cost_rows_say_how_many_requests_were_refused() -> None:
+    cost = requests_cost.per_certificate(
+        {("POST", "pods"): 20}, n=10, refused={("POST", "pods"): 10}
+    )
+    row = next(r for r in report.cost_rows("own", cost, own=True) if "POST pods" in r[0])
+    assert row[1:5] == ("2.00", "", "", "1.00 of them refused")
+    assert cost.as_dict()["refused_by_verb_and_resource"] == {"POST pods": 1.0}
+
+
 def test_requests_on_kinds_no_issuance_touches_are_set_apart() -> None:
     related, other = requests_cost.split_issuance(
         {("PUT", "endpointslices"): 3, ("PATCH", "pods/status"): 2, ("DELETE", "roles"): 1}
@@ -195,7 +211,26 @@ def test_a_profile_ranks_by_innermost_frame_and_by_presence_on_the_stack() -> No
 
 
 def test_an_empty_profile_has_no_top() -> None:
-    assert parse_raw("").top() == {"self": [], "total": []}
+    assert parse_raw("").top() == {"self": [], "total": [], "package": [], "acmebridge": []}
+
+
+@pytest.mark.parametrize(
+    ("frame", "name"),
+    [
+        pytest.param("loads (json/__init__.py)", "json", id="a standard library package"),
+        pytest.param("read (ssl.py)", "ssl", id="a top-level module"),
+        pytest.param("isdir (<frozen genericpath>)", "frozen", id="a frozen module"),
+        pytest.param("_call (acmebridge/adapters/kube.py)", "acmebridge", id="the operator"),
+    ],
+)
+def test_the_package_of_a_frame(frame: str, name: str) -> None:
+    assert package(frame) == name
+
+
+def test_a_profile_sums_self_time_by_package_and_ranks_the_operators_own_code() -> None:
+    top = parse_raw(PROFILE).top()
+    assert top["package"] == [("josepy", 0.6), ("json", 0.3), ("acmebridge", 0.1)]
+    assert top["acmebridge"] == [("_call (acmebridge/adapters/kube.py)", 0.4)]
 
 
 # -- the table and latest.json ------------------------------------------------------------------
