@@ -67,6 +67,8 @@ def up(layout: Layout) -> None:
         problem = health(layout)
         if problem is None:
             _say(f"lab: already running and healthy, reusing it (env: {layout.env_file})")
+            # This checkout's CRDs, which may be newer than the ones the lab started with.
+            _apply_crds(layout)
             _ensure_bind(layout, began)
             _ensure_stepca(layout, began)
             return
@@ -227,16 +229,22 @@ def _prepare_cluster(layout: Layout, ports: Ports) -> None:
     began = time.monotonic()
     apply = ("apply", "--server-side", "--field-manager=acmebridge-lab")
     _kubectl(layout, *apply, "-f", "-", stdin=labfiles.ingress_class_manifest())
-    crds = sorted((layout.repo / "crds").glob("*.yaml"))
-    if crds:
-        files = [arg for crd in crds for arg in ("-f", str(crd))]
-        _kubectl(layout, *apply, *files)
-        _kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s", *files)
+    crds = _apply_crds(layout)
     _wait_default_service_account(layout, ports)
     _say(
         f"   {'cluster objects':<24} ready in {time.monotonic() - began:5.1f}s "
         f"(IngressClass {labparts.INGRESS_CLASS}, {len(crds)} CRDs, default ServiceAccount)"
     )
+
+
+def _apply_crds(layout: Layout) -> list[Path]:
+    """Applies the checkout's CRDs (server-side: unchanged ones are a no-op) and waits for them."""
+    crds = sorted((layout.repo / "crds").glob("*.yaml"))
+    if crds:
+        files = [arg for crd in crds for arg in ("-f", str(crd))]
+        _kubectl(layout, "apply", "--server-side", "--field-manager=acmebridge-lab", *files)
+        _kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s", *files)
+    return crds
 
 
 def _wait_default_service_account(layout: Layout, ports: Ports) -> None:

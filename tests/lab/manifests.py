@@ -31,6 +31,31 @@ def pebble_acme(env: Mapping[str, str], **overrides: Any) -> dict[str, Any]:
     return spec
 
 
+def dns01_solver(env: Mapping[str, str], *, secret: str = "tsig", **extra: Any) -> dict[str, Any]:
+    """A ``dns01.rfc2136`` solver for the lab's BIND, signed with the lab's TSIG key, whose
+    secret is in the Secret ``secret`` (``tsig_secret``)."""
+    rfc2136 = {
+        "nameserver": env["BIND_ADDR"],
+        "tsigKeyName": env["BIND_TSIG_NAME"],
+        "tsigAlgorithm": env["BIND_TSIG_ALGORITHM"],
+        "tsigSecretSecretRef": {"name": secret, "key": "secret"},
+    }
+    return {"dns01": {"rfc2136": rfc2136, **extra}}
+
+
+def tsig_secret(
+    namespace: str, env: Mapping[str, str], *, name: str = "tsig", value: str | None = None
+) -> dict[str, Any]:
+    """The Secret holding the TSIG key's secret (base64 text, as BIND's key file has it)."""
+    text = value if value is not None else env["BIND_TSIG_SECRET"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"secret": base64.b64encode(text.encode()).decode()},
+    }
+
+
 def issuer(namespace: str | None, name: str, acme: Mapping[str, Any]) -> dict[str, Any]:
     """An Issuer, or a ClusterIssuer when ``namespace`` is None."""
     return {

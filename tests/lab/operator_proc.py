@@ -7,6 +7,7 @@ validates on, where the ingress stand-in listens.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+_STARTED = itertools.count(1)
 CLUSTER_RESOURCE_NAMESPACE = "acmebridge"
 
 
@@ -42,6 +44,18 @@ class OperatorProcess:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
             return str(resp.read().decode())
+
+    def acme_requests(self) -> dict[str, float]:
+        """The operator's ACME requests so far, by kind (its own metrics)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        counts: dict[str, float] = {}
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == "acmebridge_acme_client_requests_total":
+                    kind = sample.labels["kind"]
+                    counts[kind] = counts.get(kind, 0) + sample.value
+        return counts
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -90,7 +104,8 @@ def start_operator(
     after whose return the operator SIGKILLs itself: the test-only hook in tests/lab/hooks."""
     logs = Path(env.get("LAB_DIR", str(ROOT / ".lab"))) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{name}-{int(time.time())}-{os.getpid()}.log"
+    # Two operators started in the same second (a kill-and-restart test) need two files.
+    log_path = logs / f"{name}-{int(time.time())}-{os.getpid()}-{next(_STARTED)}.log"
     metrics_port, health_port = free_port(), free_port()
     child_env = dict(os.environ)
     child_env.update(

@@ -165,5 +165,7 @@ def test_kopf_never_watches_secrets(k: Kube, namespace: str, operator: OperatorP
         "clusterissuers.v1alpha1.acmebridge.io",
         "customresourcedefinitions.v1.apiextensions.k8s.io",
         "namespaces.v1",
+        # Annotated Ingresses ask for Certificates (docs/ingress.md): metadata, never keys.
+        "ingresses.v1.networking.k8s.io",
     }
     assert not any(w.startswith("secrets") for w in watched)

@@ -96,6 +96,29 @@ def test_sigkill_right_after_each_step_then_restart_completes_with_one_order(
     assert "order" not in done["status"] and "issuingSince" not in done["status"]
 
 
+def test_twenty_certificates_pending_after_a_restart_register_the_account_once(
+    k: Kube,
+    namespace: str,
+    pebble_factory: Callable[..., ExtraPebble],  # noqa: F811
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    pebble = pebble_factory(validity=VALIDITY)
+    first = operator_factory(namespace, extra=[SECRET_CHECK])
+    issuer = pebble_issuer(k, namespace, pebble, ca=False)
+    first.stop(signal.SIGKILL)
+    names = [f"c{i:02d}" for i in range(20)]
+    for name in names:
+        make_certificate(
+            k, namespace, name, issuerRef={"name": issuer}, dnsNames=[f"{name}.once.lab.test"]
+        )
+    # A new process: no account in memory, the Issuer and twenty Certificates all asking for it
+    # at once. One registers; the others wait for it and share the result.
+    second = operator_factory(namespace, extra=[SECRET_CHECK])
+    for name in names:
+        wait_revision(k, namespace, name, 1)
+    assert second.acme_requests().get("new_account") == 1, second.acme_requests()
+
+
 def test_issues_while_the_ca_rejects_half_of_all_nonces(
     k: Kube,
     namespace: str,

@@ -560,6 +560,29 @@ def test_a_failed_order_fails_in_the_cas_own_words(
     assert got == a.Fail(reason, Reason.FAILED, message, permanent=True)
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param(
+            issuing(journal(ANSWERED, state="invalid")), id="an order journaled as invalid"
+        ),
+        pytest.param(
+            issuing(journal(ANSWERED), order=OrderView("invalid")), id="an order just read invalid"
+        ),
+        pytest.param(
+            issuing(journal(ANSWERED, state="invalid", expires=NOW - timedelta(hours=1))),
+            id="an invalid order that has expired since",
+        ),
+    ],
+)
+def test_an_invalid_order_is_explained_and_counted_never_silently_replaced(given: Observed) -> None:
+    # Dropping it for a new order would skip the failure count and its backoff: an order storm.
+    assert plan(given) == a.ExplainFailure()
+    explained = replace(given, outcomes=(ChallengeOutcome("web.example", "invalid"),))
+    got = plan(explained)
+    assert isinstance(got, a.Fail) and got.permanent, got
+
+
 def test_a_valid_order_is_written_cleaned_up_and_finished() -> None:
     valid = issuing(journal(ANSWERED), order=OrderView("valid", certificate_url="https://ca/c"))
     written = Written(

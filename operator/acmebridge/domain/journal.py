@@ -45,8 +45,12 @@ class ChallengeRecord:
     answered_at: datetime | None = None
     #: UID of the HTTP-01 solver Pod (its Service and Ingress are owned by it)
     solver_uid: str | None = None
-    #: DNS-01: the name the TXT value was added to (after following a CNAME)
+    #: DNS-01: where the TXT value was added (the name after following a CNAME, its zone, the
+    #: update server) and the value itself (public: it is in DNS), so that exactly it is removed
     record_name: str | None = None
+    record_zone: str | None = None
+    record_server: str | None = None
+    record_value: str | None = None
     error: str | None = None
 
     @property
@@ -65,6 +69,9 @@ class ChallengeRecord:
         _put(d, "answeredAt", self.answered_at)
         _put(d, "solverUID", self.solver_uid)
         _put(d, "recordName", self.record_name)
+        _put(d, "recordZone", self.record_zone)
+        _put(d, "recordServer", self.record_server)
+        _put(d, "recordValue", self.record_value)
         _put(d, "error", self.error)
         return d
 
@@ -81,6 +88,9 @@ class ChallengeRecord:
             answered_at=_time(d, "answeredAt"),
             solver_uid=str(d["solverUID"]) if d.get("solverUID") else None,
             record_name=str(d["recordName"]) if d.get("recordName") else None,
+            record_zone=str(d["recordZone"]) if d.get("recordZone") else None,
+            record_server=str(d["recordServer"]) if d.get("recordServer") else None,
+            record_value=str(d["recordValue"]) if d.get("recordValue") else None,
             error=str(d["error"]) if d.get("error") else None,
         )
 
@@ -246,12 +256,14 @@ class OrderJournal:
 def journal_usable(
     journal: OrderJournal | None, *, spec_hash: str, account_uri: str, now: datetime
 ) -> bool:
-    """Pure: may this journaled order be continued for the current spec and account?"""
+    """Pure: is this journaled order the current spec's and account's, and not expired?
+
+    An order the CA made invalid is still "usable" here: it must be explained and counted as a
+    failed attempt (with backoff) before it is dropped, never silently replaced by a new order.
+    """
     if journal is None:
         return False
     if journal.spec_hash != spec_hash or journal.account_uri != account_uri:
         return False
-    if journal.finished:
-        return False
     expired = journal.expires is not None and journal.expires <= now
-    return not (expired and journal.state != OrderState.VALID)
+    return not (expired and journal.state not in (OrderState.VALID, OrderState.INVALID))

@@ -199,7 +199,7 @@ def plan(o: Observed) -> a.Action:
         ),
         now=o.now,
     )
-    in_flight = journal is not None and journal.spec_hash == spec_hash and not journal.finished
+    in_flight = journal is not None and journal.spec_hash == spec_hash
     if verdict is None and not in_flight:
         if journal is not None:
             return a.DropOrder(journal, "the certificate in the Secret is current")

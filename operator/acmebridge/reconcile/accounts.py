@@ -42,6 +42,8 @@ class Account:
     uid: str
     #: the account's order list, to find an order created just before a crash (may be absent)
     orders_url: str | None = None
+    #: where the Issuer's Secrets live (its namespace, or the cluster-resource namespace)
+    secret_namespace: str = ""
 
 
 class AccountError(Exception):
@@ -60,7 +62,7 @@ def secrets_namespace(rt: Runtime, issuer: Mapping[str, Any]) -> str:
     return str(issuer["metadata"]["namespace"])
 
 
-async def _read_secret_key(
+async def read_secret_key(
     rt: Runtime, namespace: str, name: str, key: str, *, what: str
 ) -> bytes | None:
     secret = await rt.io(rt.kube.get, core_path("secrets", namespace, name))
@@ -95,7 +97,7 @@ async def _account_key(
     rt: Runtime, issuer: Mapping[str, Any], spec: AcmeIssuerSpec, namespace: str
 ) -> bytes:
     ref = spec.private_key_secret_ref
-    pem = await _read_secret_key(rt, namespace, ref.name, ref.key, what="account key")
+    pem = await read_secret_key(rt, namespace, ref.name, ref.key, what="account key")
     if pem is not None:
         try:
             load_account_key(pem)
@@ -146,7 +148,7 @@ async def _account_key(
         ) from e
     except Conflict as e:
         # Someone created it between our read and our write: use theirs, never overwrite it.
-        existing = await _read_secret_key(rt, namespace, ref.name, ref.key, what="account key")
+        existing = await read_secret_key(rt, namespace, ref.name, ref.key, what="account key")
         if existing is None:
             raise AccountError(
                 "AccountKeyMissing", "account key Secret vanished", retry=True
@@ -160,7 +162,7 @@ async def _eab(rt: Runtime, spec: AcmeIssuerSpec, namespace: str) -> tuple[str, 
     if eab is None:
         return None
     ref = eab.key_secret_ref
-    raw = await _read_secret_key(rt, namespace, ref.name, ref.key, what="external account binding")
+    raw = await read_secret_key(rt, namespace, ref.name, ref.key, what="external account binding")
     if raw is None:
         raise AccountError(
             "EABSecretMissing",
@@ -290,4 +292,5 @@ async def _register(rt: Runtime, issuer: Mapping[str, Any]) -> Account:
         generation=int(meta.get("generation", 0)),
         uid=str(meta.get("uid", "")),
         orders_url=info.orders,
+        secret_namespace=namespace,
     )

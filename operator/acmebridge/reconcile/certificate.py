@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
-from acmebridge.adapters.kube import core_path
+from acmebridge.adapters.kube import core_path, ours_path
 from acmebridge.domain import actions as a
 from acmebridge.domain.assess import assess_secret
 from acmebridge.domain.conditions import get_condition
-from acmebridge.domain.errors import AcmeProblem, AcmeUnavailable, SpecError, TLSTrustError
+from acmebridge.domain.errors import (
+    AcmeProblem,
+    AcmeUnavailable,
+    DnsProblem,
+    Severity,
+    SpecError,
+    TLSTrustError,
+)
 from acmebridge.domain.plan import IssuerState, IssuerView, Observed, Settings, plan
 from acmebridge.domain.reasons import Reason
 from acmebridge.domain.spec import CertificateSpec
-from acmebridge.reconcile import outcome, steps
+from acmebridge.domain.timefmt import parse_time
+from acmebridge.reconcile import dns01, outcome, steps
 from acmebridge.reconcile.accounts import Account, AccountError, Accounts
 from acmebridge.reconcile.context import Ctx
 from acmebridge.reconcile.issuance import Issuance, issuer_view
@@ -42,7 +51,12 @@ def issuer_key(spec: CertificateSpec, namespace: str) -> ObjectKey:
 
 async def reconcile_certificate(rt: Runtime, key: ObjectKey, accounts: Accounts) -> float | None:
     body = rt.cache.get(key)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    if body is not None and body["metadata"].get("deletionTimestamp"):
+        retry = await _deleted(rt, key, body, accounts)
+        if retry is not None:
+            return retry
+        body = None
+    if body is None:
         rt.metrics.certificate(None, key)
         rt.depend(key, None)
         return None
@@ -52,6 +66,51 @@ async def reconcile_certificate(rt: Runtime, key: ObjectKey, accounts: Accounts)
         rt.metrics.certificate(rt.cache.get(key), key)
 
 
+# How long a deleted Certificate waits for its DNS-01 values to be removable (an issuer not read
+# yet after a restart, a DNS server that does not answer) before it is let go with an Event.
+DELETION_PATIENCE = timedelta(minutes=10)
+
+
+async def _deleted(
+    rt: Runtime, key: ObjectKey, body: dict[str, Any], accounts: Accounts
+) -> float | None:
+    """Deleted while a DNS-01 issuance had values in DNS (its finalizer says so): remove them,
+    then let the deletion finish. Everything else it made goes with it by ownerReference.
+    Returns seconds until trying again, or None when the deletion may finish."""
+    if dns01.FINALIZER not in (body["metadata"].get("finalizers") or []):
+        return None
+    ctx = Ctx.of(rt, key, body, rt.clock())
+    journal = ctx.status.order
+    account = None
+    try:
+        spec = CertificateSpec.from_body(body.get("spec") or {})
+        ikey = issuer_key(spec, ctx.namespace)
+        issuer = rt.cache.get(ikey)
+        if issuer is None:
+            # Not in the cache yet (the operator just started) or really gone: ask.
+            plural, ns, name = ikey
+            issuer = await rt.io(rt.kube.get, ours_path(plural, ns or None, name))
+        if issuer is not None:
+            account = await accounts.ensure(rt, ikey, issuer)
+    except Exception as e:  # whatever is wrong, the records are removed if they can be
+        log.warning("Certificate %s: deleted; its issuer is unusable: %s", ctx.log_name(), e)
+    if journal is not None:
+        problems = await dns01.remove_records(rt, account, journal)
+        since = parse_time(str(body["metadata"]["deletionTimestamp"]))
+        if problems and ctx.now - since < DELETION_PATIENCE:
+            log.info("Certificate %s: deleted; will retry: %s", ctx.log_name(), problems)
+            return 10.0
+        if problems:
+            await ctx.event(
+                "Warning",
+                "DNS01CleanupFailed",
+                "could not remove the TXT value(s) acmebridge added; remove them by hand: "
+                + "; ".join(problems),
+            )
+    await dns01.drop_finalizer(rt, ctx.body)
+    return None
+
+
 def settings_of(rt: Runtime) -> Settings:
     c = rt.config
     return Settings(
@@ -59,6 +118,7 @@ def settings_of(rt: Runtime) -> Settings:
         order_poll_max=c.order_poll_max,
         ari_recheck_max=c.ari_recheck_max,
         secret_check_interval=c.secret_check_interval,
+        dns01_supported=True,
     )
 
 
@@ -105,6 +165,9 @@ async def _step(work: Issuance, action: a.Action) -> None:
         await work.problem(e)
     except SpecError as e:
         work.fail_spec(e.reason, e.message)
+    except DnsProblem as e:
+        permanent = e.severity is Severity.PERMANENT
+        work.fail("dnsUpdate", Reason.FAILED, e.message, permanent=permanent)
 
 
 async def _issuer(
@@ -119,6 +182,10 @@ async def _issuer(
             f"{kind} '{name}' does not exist{where}; create it or fix spec.issuerRef",
         ), None
     ready = get_condition((issuer.get("status") or {}).get("conditions") or [], "Ready")
+    if ready is not None and ready.reason == Reason.ACME_SERVER_UNAVAILABLE:
+        # The issuer's server is down: the Certificate waits for it (woken with the issuer)
+        # rather than saying the issuer is misconfigured.
+        return IssuerView(IssuerState.SERVER_DOWN, f"{kind} '{name}': {ready.message}"), None
     if ready is None or ready.status != "True":
         why = f": {ready.reason}: {ready.message}" if ready else " yet"
         return IssuerView(IssuerState.NOT_READY, f"{kind} '{name}' is not ready{why}"), None

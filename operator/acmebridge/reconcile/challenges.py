@@ -1,4 +1,6 @@
-"""HTTP-01 challenges: present the solver, check it the way the CA will, answer.
+"""Challenges: present the solver, check it the way the CA will, answer.
+
+HTTP-01 here; DNS-01's TXT records in ``reconcile.dns01``.
 
 Solver objects are named from the Certificate's UID and the token, so creating them again after
 a restart finds the same objects (409) instead of making more. The Pod is owned by the
@@ -15,14 +17,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from acmebridge.adapters import acme_client as acme
-from acmebridge.adapters import selfcheck
+from acmebridge.adapters import rfc2136, selfcheck
 from acmebridge.adapters.acme_messages import ChallengeInfo
 from acmebridge.adapters.kube import Conflict, core_path, group_path
-from acmebridge.domain.errors import AcmeProblem, short_type
+from acmebridge.domain.errors import AcmeProblem, DnsProblem, short_type
 from acmebridge.domain.journal import AuthorizationRecord, ChallengeRecord
 from acmebridge.domain.plan import CheckResult
 from acmebridge.domain.reasons import AuthzState
 from acmebridge.domain.solvers import http01_objects, object_name, owned_by_pod, pod_ready
+from acmebridge.reconcile import dns01
 
 if TYPE_CHECKING:
     from acmebridge.reconcile.issuance import Issuance
@@ -46,9 +49,43 @@ def _save(work: Issuance, rec: AuthorizationRecord, ch: ChallengeRecord) -> None
 
 
 async def present(work: Issuance, url: str) -> None:
+    rec, ch = _challenge(work, url)
+    if ch.type == "dns-01":
+        await _present_dns01(work, rec, ch)
+    else:
+        await _present_http01(work, rec, ch)
+    checks = dict(work.observed.checks)
+    checks.pop(url, None)
+    work.see(checks=checks)
+
+
+async def _present_dns01(work: Issuance, rec: AuthorizationRecord, ch: ChallengeRecord) -> None:
+    """Record where the value goes and write it down (with the finalizer) before adding it."""
+    ctx, rt = work.ctx, work.ctx.rt
+    solver = dns01.solver_of(work.acct, ch)
+    placement = await dns01.place(rt, solver, rec.identifier)
+    value = _key_authorization(work, ch)
+    _save(
+        work,
+        rec,
+        replace(
+            ch,
+            presented_at=ctx.now,
+            record_name=placement.name,
+            record_zone=placement.zone,
+            record_server=placement.server,
+            record_value=value,
+        ),
+    )
+    await dns01.ensure_finalizer(ctx)
+    await ctx.flush()
+    server = await dns01.update_server(rt, work.acct, solver)
+    await rt.io(rfc2136.add_txt, server, zone=placement.zone, name=placement.name, value=value)
+
+
+async def _present_http01(work: Issuance, rec: AuthorizationRecord, ch: ChallengeRecord) -> None:
     """Create the Pod, then its Service and Ingress owned by it (each 409 means: ours already)."""
     ctx, rt = work.ctx, work.ctx.rt
-    rec, ch = _challenge(work, url)
     solver = work.acct.spec.solvers[ch.solver_index or 0].http01
     assert solver is not None
     objs = http01_objects(
@@ -82,14 +119,25 @@ async def present(work: Issuance, url: str) -> None:
         with contextlib.suppress(Conflict):
             await rt.io(rt.kube.create, path, owned_by_pod(body, pod_name=name, pod_uid=uid))
     _save(work, rec, replace(ch, presented_at=ctx.now, solver_uid=uid))
-    checks = dict(work.observed.checks)
-    checks.pop(url, None)
-    work.see(checks=checks)
 
 
 async def self_check(work: Issuance, url: str, *, inspect: bool) -> None:
-    ctx, rt = work.ctx, work.ctx.rt
     rec, ch = _challenge(work, url)
+    if ch.type == "dns-01":
+        solver = dns01.solver_of(work.acct, ch)
+        try:
+            ok, detail = await dns01.check(work.ctx.rt, ch, protocol=solver.protocol)
+        except DnsProblem as e:
+            ok, detail = False, e.message
+        work.see(checks={**work.observed.checks, url: CheckResult(ok, detail)})
+        return
+    await _self_check_http01(work, url, rec, ch, inspect=inspect)
+
+
+async def _self_check_http01(
+    work: Issuance, url: str, rec: AuthorizationRecord, ch: ChallengeRecord, *, inspect: bool
+) -> None:
+    ctx, rt = work.ctx, work.ctx.rt
     result = await rt.io(
         selfcheck.check_http01,
         identifier=rec.identifier,

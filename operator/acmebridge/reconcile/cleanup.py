@@ -1,5 +1,6 @@
-"""Remove what an issuance presented (solver Pods, and with them their Services and Ingresses)
-and its pending key, by name and with a UID precondition, so nothing else is ever touched.
+"""Remove what an issuance presented (solver Pods, and with them their Services and Ingresses;
+DNS-01 TXT values) and its pending key, by name and with a UID precondition, so nothing else is
+ever touched.
 
 The journal says what was presented: each challenge's token gives the solver objects' name, and
 the Pod's UID (when known) makes the delete refuse a look-alike. Without a known UID the Pod is
@@ -16,6 +17,8 @@ from acmebridge.adapters.kube import KubeError, core_path
 from acmebridge.domain import secret as secrets
 from acmebridge.domain.journal import OrderJournal
 from acmebridge.domain.solvers import CERTIFICATE_LABEL, SOLVER_LABEL, object_name
+from acmebridge.reconcile import dns01
+from acmebridge.reconcile.accounts import Account
 from acmebridge.reconcile.context import Ctx
 
 log = logging.getLogger("acmebridge.cleanup")
@@ -26,14 +29,27 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(r.get("uid") == uid for r in refs)
 
 
-async def remove_presented(ctx: Ctx, journal: OrderJournal) -> int:
-    """Delete the solver Pod of every challenge the journal presented; returns how many.
+async def remove_presented(ctx: Ctx, journal: OrderJournal, account: Account | None) -> int:
+    """Remove every DNS-01 value the journal added (then the finalizer that waited for them)
+    and delete the solver Pod of every HTTP-01 challenge it presented; returns the Pods deleted.
 
     When the journal may not know them all (an authorization recorded without its challenge,
     as after a restart that found it already valid), the Certificate's solver Pods are listed
     by label as well: one read, only then.
     """
     rt = ctx.rt
+    problems = await dns01.remove_records(rt, account, journal)
+    if problems:
+        # Not worth blocking the Certificate (or its deletion) on: say exactly what is left.
+        await ctx.event(
+            "Warning",
+            "DNS01CleanupFailed",
+            "could not remove the TXT value(s) acmebridge added; remove them by hand: "
+            + "; ".join(problems),
+        )
+    written = await dns01.drop_finalizer(rt, ctx.body)
+    if written is not None:
+        ctx.body = written
     known: dict[str, str | None] = {}
     complete = True
     for rec in journal.authorizations:
@@ -41,7 +57,9 @@ async def remove_presented(ctx: Ctx, journal: OrderJournal) -> int:
         if ch is None or (rec.state == "valid" and not ch.presented):
             complete = False
             continue
-        if ch.presented and ch.type == "http-01":
+        if ch.type != "http-01":
+            continue
+        if ch.presented:
             known[object_name(ctx.uid, ch.token)] = ch.solver_uid
     if not complete:
         selector = f"{SOLVER_LABEL},{CERTIFICATE_LABEL}={secrets.certificate_name_label(ctx.name)}"

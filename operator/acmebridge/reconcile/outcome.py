@@ -161,7 +161,7 @@ async def _fail(ctx: Ctx, work: Issuance, action: a.Fail) -> float:
     )
     journal = st.order
     if action.permanent and journal is not None:
-        await cleanup.remove_presented(ctx, journal)
+        await cleanup.remove_presented(ctx, journal, work.account)
         await cleanup.delete_pending_key(ctx, work.key_uid or journal.pending_key_uid)
         ctx.rt.pending_keys.pop(ctx.uid, None)
         ctx.patch.set_order(None)

@@ -87,7 +87,7 @@ async def perform(work: Issuance, action: a.Action) -> None:
         case a.Download():
             await _download(work)
         case a.CleanupIssuance():
-            await cleanup.remove_presented(work.ctx, work.journal)
+            await cleanup.remove_presented(work.ctx, work.journal, work.account)
             await cleanup.delete_pending_key(work.ctx, work.key_uid or work.journal.pending_key_uid)
             work.ctx.rt.pending_keys.pop(work.ctx.uid, None)
             work.see(cleaned=True)
@@ -110,7 +110,7 @@ async def _renewal_info(work: Issuance, cert_id: str) -> None:
 
 async def _drop(work: Issuance, journal: OrderJournal, why: str) -> None:
     log.info("Certificate %s: dropping order %s: %s", work.ctx.log_name(), journal.url, why)
-    await cleanup.remove_presented(work.ctx, journal)
+    await cleanup.remove_presented(work.ctx, journal, work.account)
     await cleanup.delete_pending_key(work.ctx, journal.pending_key_uid)
     work.ctx.rt.pending_keys.pop(work.ctx.uid, None)
     work.key, work.key_uid = None, None
