@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from tests.lab.operator_proc import (
     start_operator,
 )
 
-from acmebridge.adapters.kube import KubeError, core_path, ours_path
+from acmebridge.adapters.kube import KubeError, core_path, group_path, ours_path
 from bench import requests_cost
 from bench.labio import ROOT, BenchKube, ProcFigures, proc_figures, wait_until
 from bench.lego import Rfc2136, tsig_algorithm
@@ -40,6 +40,8 @@ from bench.ready_watch import ReadyWatch, is_ready
 from bench.stats import Burst
 
 ISSUER = "bench"
+#: Ready=False reasons that no waiting will change (docs/operations.md)
+CANNOT_ISSUE = (" SolverNotSupported:", " NoSolver:", " InvalidSpec:")
 SOLVER_LABEL = "acmebridge.io/solver"
 
 
@@ -67,6 +69,8 @@ class OperatorRun:
     everyone_requests: Counter[requests_cost.Key]
     operator_refused: Counter[requests_cost.Key]
     everyone_refused: Counter[requests_cost.Key]
+    #: certificate -> phase (bench.stats.phase_of) -> seconds since the burst started
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def own_cost(self) -> requests_cost.Cost:
         """The operator's own requests per certificate."""
@@ -178,8 +182,11 @@ class OperatorUnderTest:
             self.namespace, name, issuerRef={"name": ISSUER}, dnsNames=[dns_name]
         )
 
-    def one(self, name: str, dns_name: str, timeout: float = 90) -> tuple[float | None, str]:
-        """One certificate alone, apply -> Ready: (seconds, "") or (None, why it is not Ready)."""
+    def one(self, name: str, dns_name: str, timeout: float = 60) -> tuple[float | None, str]:
+        """One certificate alone, apply -> Ready: (seconds, "") or (None, why it is not Ready).
+
+        Gives up early when the Certificate says it cannot be issued as specified (a solver the
+        operator does not support yet, no solver, an invalid spec): the probe for DNS-01."""
         assert self.watch is not None
         started = time.monotonic()
         try:
@@ -188,13 +195,19 @@ class OperatorUnderTest:
             )
         except KubeError as e:
             return None, f"the Certificate was refused: {e.message or e}"
-        if self.watch.wait_for({name}, timeout):
-            body = self.bench.kube.get(ours_path("certificates", self.namespace, name)) or {}
-            for c in (body.get("status") or {}).get("conditions") or []:
-                if c.get("type") == "Ready":
-                    return None, f"Ready={c.get('status')} {c.get('reason')}: {c.get('message')}"
-            return None, f"no Ready condition within {timeout:.0f} s"
+        deadline = started + timeout
+        while self.watch.wait_for({name}, min(2.0, max(0.0, deadline - time.monotonic()))):
+            why = self._not_ready(name)
+            if time.monotonic() >= deadline or any(r in why for r in CANNOT_ISSUE):
+                return None, why or f"no Ready condition within {timeout:.0f} s"
         return self.watch.ready[name] - started, ""
+
+    def _not_ready(self, name: str) -> str:
+        body = self.bench.kube.get(ours_path("certificates", self.namespace, name)) or {}
+        for c in (body.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Ready":
+                return f"Ready={c.get('status')} {c.get('reason')}: {c.get('message')}"
+        return ""
 
     def snapshot(self) -> Snapshot:
         assert self.op is not None
@@ -210,12 +223,19 @@ class OperatorUnderTest:
         )
 
     def solver_objects(self) -> int:
-        return len(self.bench.list(core_path("pods", self.namespace), label_selector=SOLVER_LABEL))
+        """Solver Pods, Services and Ingresses left in the namespace (the garbage collector
+        deletes a Service and an Ingress after their Pod)."""
+        paths = (
+            core_path("pods", self.namespace),
+            core_path("services", self.namespace),
+            group_path("networking.k8s.io", "v1", "ingresses", self.namespace),
+        )
+        return sum(len(self.bench.list(p, label_selector=SOLVER_LABEL)) for p in paths)
 
     def settle(self, timeout: float = 120) -> None:
-        """Wait until no solver Pod is left: the end of the last issuance's clean-up."""
+        """Wait until no solver object is left: the end of the last issuance's clean-up."""
         with contextlib.suppress(TimeoutError):
-            wait_until("solver Pods gone", lambda: self.solver_objects() == 0, timeout, 1)
+            wait_until("solver objects gone", lambda: self.solver_objects() == 0, timeout, 1)
 
     def burst(
         self, names: dict[str, str], *, workers: int = 1, timeout: float = 900
@@ -239,6 +259,10 @@ class OperatorUnderTest:
             self.bench.in_parallel(create, list(names), workers)
         self.watch.wait_for(set(names), timeout)
         ready = {n: t - started for n, t in self.watch.ready.items() if n in names}
+        phases = {
+            n: {phase: t - started for phase, t in self.watch.phases.get(n, {}).items()}
+            for n in names
+        }
         seconds = time.monotonic() - started
         # The last solver objects are deleted after Ready: their requests belong to the burst,
         # and so do the controller manager's reactions to them (a moment later).
@@ -248,6 +272,7 @@ class OperatorUnderTest:
         own = requests_cost.delta(before.own, after.own)
         return OperatorRun(
             burst=Burst("acmebridge", self.challenge, asked=asked, ready=ready),
+            phases=phases,
             seconds=seconds,
             cpu_seconds=after.proc.cpu_seconds - before.proc.cpu_seconds,
             rss_mib=after.proc.rss_mib,

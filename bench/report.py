@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.requests_cost import Cost, is_write
-from bench.stats import Summary, ratio
+from bench.stats import Phase, Summary, ratio
 
 
 @dataclass(frozen=True)
@@ -189,3 +189,21 @@ def merge_results(
     file holds the last default run and the last scale run."""
     kept = {k: v for k, v in previous.items() if is_scale_key(k) != scale}
     return {**kept, **current}
+
+
+def render_phases(phases: Sequence[Phase], n: int, *, title: str) -> str:
+    """Where the time of a burst goes: each phase the Certificates showed, how many showed it,
+    and when they first did (seconds since the burst started). A phase most certificates reach
+    late, all at once, is where a burst waits."""
+    header = ("phase", "certificates", "first", "p50", "p95")
+    rows = [header] + [
+        (p.name, f"{p.certificates}/{n}", f"{p.first:.1f} s", f"{p.p50:.1f} s", f"{p.p95:.1f} s")
+        for p in phases
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [title]
+    for r in rows:
+        lines.append(
+            "  " + "  ".join([r[0].ljust(widths[0]), *(r[i].rjust(widths[i]) for i in range(1, 5))])
+        )
+    return "\n".join(lines)

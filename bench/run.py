@@ -32,7 +32,7 @@ from bench.lego import Rfc2136, run_lego_burst
 from bench.operator_burst import OperatorRun, OperatorUnderTest, PySpy
 from bench.plot import plot_ready
 from bench.profile_top import parse_raw
-from bench.stats import Burst, Summary, ratio
+from bench.stats import Burst, Summary, phase_table, ratio
 
 HTTP_ZONE = "bench.lab.test"
 NO_BIND = "the lab has no BIND yet (no BIND_* settings in .lab/env)"
@@ -70,6 +70,16 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 def operator_dict(run: OperatorRun, one: float | None, n: int) -> dict[str, Any]:
     own = run.own_cost()
     everyone, other = run.everyone_cost()
+    phases = [
+        {
+            "phase": p.name,
+            "certificates": p.certificates,
+            "first": _round(p.first, 2),
+            "p50": _round(p.p50, 2),
+            "p95": _round(p.p95, 2),
+        }
+        for p in phase_table(run.phases)
+    ]
     return {
         **summary_dict(run.burst.summary()),
         "one_certificate_seconds": _round(one),
@@ -80,13 +90,14 @@ def operator_dict(run: OperatorRun, one: float | None, n: int) -> dict[str, Any]
         "api_operator": own.as_dict(),
         "api_everyone": everyone.as_dict(),
         "api_other_kinds_per_certificate": _round(other, 2),
+        "phases": phases,
         "apiserver_requests_per_second": _round(sum(run.everyone_requests.values()) / run.seconds),
     }
 
 
 def measure(
     args: argparse.Namespace, bench: BenchKube, challenge: str, stamp: int
-) -> tuple[dict[str, Any], list[Burst], list[report.Row], dict[str, Any]]:
+) -> tuple[dict[str, Any], list[Burst], list[report.Row], dict[str, Any], str]:
     """One challenge type, both clients: its JSON section, bursts, table rows and profile."""
     lab = bench.lab
     dns = Rfc2136.from_env(lab.env)
@@ -156,6 +167,14 @@ def measure(
     else:
         section["lego"] = {"not_measured": lego_why}
 
+    phases_text = ""
+    if ours_run is not None:
+        phases_text = report.render_phases(
+            phase_table(ours_run.phases),
+            args.n,
+            title=f"acmebridge, {challenge.upper()}: phases the Certificates showed "
+            "(seconds since the burst started)",
+        )
     ours_summary = ours_run.burst.summary() if ours_run else None
     section["ratio_vs_lego"] = _round(
         ratio(
@@ -187,7 +206,7 @@ def measure(
         rows.append(report.figure_row("other kinds (other lab users)", other, ""))
         estimate = section["acmebridge"]["api_background_per_certificate_estimate"]
         rows.append(report.figure_row("lab background before the burst", estimate, ""))
-    return section, bursts, rows, profile
+    return section, bursts, rows, profile, phases_text
 
 
 def top_level(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -257,15 +276,23 @@ def main() -> int:
     bursts: list[Burst] = []
     rows: list[report.Row] = []
     profile: dict[str, Any] = {}
+    phase_texts: list[str] = []
+    notes: dict[str, str] = {}
     for challenge in [c.strip() for c in args.challenges.split(",") if c.strip()]:
-        section, b, r, prof = measure(args, bench, challenge, stamp)
+        section, b, r, prof, phases_text = measure(args, bench, challenge, stamp)
         sections[challenge] = section
         bursts += b
         rows += r
         profile = profile or prof
+        if phases_text:
+            phase_texts.append(phases_text)
+        if "not_measured" in section.get("acmebridge", {}):
+            notes[challenge] = "acmebridge not measured: " + section["acmebridge"]["not_measured"]
 
     print()
     print(report.render(rows, title=f"acmebridge beside lego, N = {args.n}"))
+    for text in phase_texts:
+        print(f"\n{text}")
     if profile:
         print_profile(profile)
     current = {
@@ -281,6 +308,7 @@ def main() -> int:
     png = plot_ready(
         bursts,
         RESULTS / "ready-over-time.png",
+        notes=notes,
         title=f"{args.n} certificates from Pebble, {meta['machine']['cpus']} cores "
         f"({meta['revision']})",
     )

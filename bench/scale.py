@@ -37,7 +37,7 @@ from bench.labio import (
 from bench.lego import Rfc2136
 from bench.operator_burst import OperatorUnderTest
 from bench.plot import plot_ready
-from bench.stats import ratio
+from bench.stats import phase_table, ratio
 
 UNRELATED = 10_000
 IDLE_SECONDS = 60.0
@@ -211,6 +211,12 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
     ]
     print()
     print(report.render(rows, title=f"acmebridge at scale, N = {n}"))
+    phases = phase_table(run.phases)
+    print()
+    print(report.render_phases(phases, n, title="phases the Certificates showed (seconds)"))
+    result["phases"] = [
+        {"phase": p.name, "certificates": p.certificates, "p50": round(p.p50, 1)} for p in phases
+    ]
     result.update({"rss_mib": round(rss_n, 1), "rss_mib_plus_objects": round(rss_plus, 1)})
     current = {
         f"rss_mib_{n}": round(rss_n, 1),

@@ -10,8 +10,9 @@ started. Everything printed about timing is derived here from those two lists.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -100,3 +101,48 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator == 0:
         return None
     return numerator / denominator
+
+
+def phase_of(body: Mapping[str, Any]) -> str | None:
+    """Where a Certificate is, as its user sees it: ``Ready``, the reason of ``Issuing=True``
+    (with the ACME order's state when the status shows one), or ``Ready=False: <reason>``."""
+    status = body.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    ready, issuing = conditions.get("Ready"), conditions.get("Issuing")
+    if ready and ready.get("status") == "True":
+        return "Ready"
+    if issuing and issuing.get("status") == "True":
+        label = f"Issuing: {issuing.get('reason')}"
+    elif ready:
+        label = f"Ready={ready.get('status')}: {ready.get('reason')}"
+    else:
+        return None
+    order = status.get("order")
+    state = order.get("state") if isinstance(order, Mapping) else None
+    return f"{label}, order {state}" if state else label
+
+
+@dataclass(frozen=True)
+class Phase:
+    """How many certificates passed through a phase, and when they first showed it (seconds
+    since the burst started)."""
+
+    name: str
+    certificates: int
+    first: float
+    p50: float
+    p95: float
+
+
+def phase_table(seen: Mapping[str, Mapping[str, float]]) -> list[Phase]:
+    """``seen``: certificate -> phase -> when it first showed that phase. One row per phase,
+    in the order certificates typically reach them (by median)."""
+    by_phase: dict[str, list[float]] = {}
+    for phases in seen.values():
+        for phase, when in phases.items():
+            by_phase.setdefault(phase, []).append(when)
+    rows = [
+        Phase(name, len(ts), min(ts), percentile(ts, 50), percentile(ts, 95))
+        for name, ts in by_phase.items()
+    ]
+    return sorted(rows, key=lambda r: (r.p50, r.name))

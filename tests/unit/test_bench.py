@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench import report, requests_cost
 from bench.lego import tsig_algorithm
 from bench.plot import steps
 from bench.profile_top import frame_name, package, parse_raw, short_file
-from bench.stats import Burst, percentile, ratio
+from bench.ready_watch import solver_pod_phase
+from bench.stats import Burst, Phase, percentile, phase_of, phase_table, ratio
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
 
@@ -86,6 +88,85 @@ def test_ratio(a: float | None, b: float | None, expected: float | None) -> None
 def test_the_plot_starts_at_zero_and_steps_up_once_per_certificate() -> None:
     burst = Burst("lego", "http-01", asked=dict.fromkeys("abc", 0.0), ready={"a": 2.0, "b": 1.0})
     assert steps(burst) == ([0.0, 1.0, 2.0], [0, 1, 2])
+
+
+def cert_status(**conditions: tuple[str, str]) -> dict[str, object]:
+    return {
+        "status": {
+            "conditions": [
+                {"type": t, "status": status, "reason": reason}
+                for t, (status, reason) in conditions.items()
+            ]
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "phase"),
+    [
+        pytest.param(cert_status(Ready=("True", "Ready")), "Ready", id="ready"),
+        pytest.param(
+            cert_status(Ready=("False", "DoesNotExist"), Issuing=("True", "Validating")),
+            "Issuing: Validating",
+            id="issuing wins over not ready",
+        ),
+        pytest.param(
+            {
+                "status": {
+                    **cert_status(Issuing=("True", "Issuing"))["status"],  # type: ignore[dict-item]
+                    "order": {"state": "pending"},
+                }
+            },
+            "Issuing: Issuing, order pending",
+            id="with the order's state",
+        ),
+        pytest.param(
+            cert_status(Ready=("False", "SolverNotSupported"), Issuing=("False", "Failed")),
+            "Ready=False: SolverNotSupported",
+            id="a failure",
+        ),
+        pytest.param({}, None, id="no status yet"),
+    ],
+)
+def test_the_phase_a_certificate_shows(body: dict[str, object], phase: str | None) -> None:
+    assert phase_of(body) == phase
+
+
+@pytest.mark.parametrize(
+    ("event", "pod", "phase"),
+    [
+        pytest.param("ADDED", {"metadata": {}}, "solver Pod created", id="created"),
+        pytest.param(
+            "MODIFIED",
+            {"metadata": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+            "solver Pod ready",
+            id="ready",
+        ),
+        pytest.param(
+            "MODIFIED",
+            {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}},
+            "solver Pod deleted",
+            id="being deleted",
+        ),
+        pytest.param("DELETED", {"metadata": {}}, "solver Pod deleted", id="gone"),
+    ],
+)
+def test_a_solver_pods_lifecycle_as_phases(event: str, pod: dict[str, Any], phase: str) -> None:
+    assert solver_pod_phase(event, pod) == phase
+
+
+def test_phases_are_ordered_by_when_most_certificates_reach_them() -> None:
+    seen = {
+        "a": {"Issuing: Issuing": 0.5, "Ready": 9.0},
+        "b": {"Issuing: Issuing": 1.0, "Issuing: Validating": 6.0, "Ready": 10.0},
+    }
+    assert phase_table(seen) == [
+        Phase("Issuing: Issuing", 2, 0.5, 0.75, 0.975),
+        Phase("Issuing: Validating", 1, 6.0, 6.0, 6.0),
+        Phase("Ready", 2, 9.0, 9.5, 9.95),
+    ]
+    text = report.render_phases(phase_table(seen), 2, title="phases")
+    assert text.splitlines()[3] == "  Issuing: Validating           1/2  6.0 s  6.0 s  6.0 s"
 
 
 # -- metrics and requests -----------------------------------------------------------------------
