@@ -257,7 +257,7 @@ def test_never_overwrites_a_foreign_secret(lab: Any, k: Kube, namespace: str, is
         pytest.param(
             {"name": "bad"},
             {"server": "https://127.0.0.1:9/dir"},
-            "IssuerNotReady",
+            "ACMEServerUnavailable",
             "127.0.0.1:9",
             id="an unreachable ACME server is reported",
         ),

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -23,6 +25,8 @@ from kubernetes.client.exceptions import ApiException
 from acmebridge.domain.timefmt import format_time
 
 GROUP = "acmebridge.io"
+#: Events whose count this process remembers (client-go's correlator keeps 4096 too)
+EVENT_CACHE_SIZE = 4096
 VERSION = "v1alpha1"
 
 
@@ -124,6 +128,8 @@ class Kube:
         #: called with (HTTP method, status; 0 when unreached, resource: :func:`resource_of` the
         #: path) after every request, for metrics
         self.on_request = on_request
+        self._events_lock = threading.Lock()
+        self._event_counts: OrderedDict[str, int] = OrderedDict()
 
     def _call(
         self,
@@ -228,7 +234,12 @@ class Kube:
         component: str = "acmebridge",
     ) -> None:
         """A core/v1 Event, aggregated: the same reason and message on the same object raise
-        ``count`` on one Event instead of adding another (as kubelet and cert-manager do)."""
+        ``count`` on one Event instead of adding another (as kubelet and cert-manager do).
+
+        Like client-go's event correlator, the counts of Events this process posted are kept in
+        memory (a bounded LRU), so posting costs one write and no read; only an Event made by an
+        earlier process (a 409 on create) is read once to learn its count.
+        """
         meta = involved.get("metadata", {})
         namespace = meta.get("namespace") or "default"
         uid = str(meta.get("uid", ""))
@@ -236,37 +247,43 @@ class Kube:
         # A cut ending in '.' or '-' would make the Event's name invalid ("x..<digest>").
         name = f"{str(meta.get('name', 'object'))[:200].rstrip('-.')}.{digest[:16]}"
         stamp = format_time(now)
-        path = core_path("events", namespace)
-        existing = self.get(core_path("events", namespace, name))
-        if existing is not None:
-            self.merge_patch(
-                core_path("events", namespace, name),
-                {"count": int(existing.get("count", 1)) + 1, "lastTimestamp": stamp},
-            )
-            return
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion"),
-                "kind": involved.get("kind"),
-                "name": meta.get("name"),
-                "namespace": meta.get("namespace"),
-                "uid": uid,
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": component},
-            "reportingComponent": component,
-            "reportingInstance": component,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        try:
-            self.create(path, body)
-        except Conflict:
-            self.merge_patch(core_path("events", namespace, name), {"lastTimestamp": stamp})
+        path = core_path("events", namespace, name)
+        with self._events_lock:
+            count = self._event_counts.pop(path, None)
+        if count is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": name, "namespace": namespace},
+                "involvedObject": {
+                    "apiVersion": involved.get("apiVersion"),
+                    "kind": involved.get("kind"),
+                    "name": meta.get("name"),
+                    "namespace": meta.get("namespace"),
+                    "uid": uid,
+                    "resourceVersion": meta.get("resourceVersion"),
+                },
+                "type": type_,
+                "reason": reason,
+                "message": message[:1024],
+                "source": {"component": component},
+                "reportingComponent": component,
+                "reportingInstance": component,
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+            }
+            try:
+                self.create(core_path("events", namespace), body)
+                count = 1
+            except Conflict:
+                existing = self.get(path)
+                count = int((existing or {}).get("count", 1)) + 1
+                self.merge_patch(path, {"count": count, "lastTimestamp": stamp})
+        else:
+            count += 1
+            self.merge_patch(path, {"count": count, "lastTimestamp": stamp})
+        with self._events_lock:
+            self._event_counts[path] = count
+            while len(self._event_counts) > EVENT_CACHE_SIZE:
+                self._event_counts.popitem(last=False)

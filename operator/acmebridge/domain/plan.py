@@ -591,6 +591,17 @@ def _complete(o: Observed, j: OrderJournal, view: OrderView | None) -> a.Action:
     )
 
 
+def urgency(action: a.Terminal) -> int:
+    """Pure: how soon the work queue should serve this Certificate's next run when many are due
+    (0 first): an order the CA is validating or finalizing, then one waiting on its solver, then
+    everything else (new orders among them), so a burst of certificates streams out."""
+    if isinstance(action, a.Wait):
+        if action.reason in (Reason.VALIDATING, Reason.FINALIZING):
+            return 0
+        return 1
+    return 2
+
+
 def ready_condition_changed(previous: Condition | None, reason: str, generation: int) -> bool:
     """Whether Ready=True with ``reason`` would be news (so worth a write and an Event)."""
     return (

@@ -28,7 +28,7 @@ from acmebridge.reconcile.accounts import Accounts
 from acmebridge.reconcile.certificate import reconcile_certificate
 from acmebridge.reconcile.ingresses import IngressShim
 from acmebridge.reconcile.issuer import reconcile_issuer
-from acmebridge.reconcile.queue import WorkQueue
+from acmebridge.reconcile.queue import Next, WorkQueue
 from acmebridge.reconcile.runtime import Metrics, ObjectKey, Runtime, key_of
 
 GROUP, VERSION = "acmebridge.io", "v1alpha1"
@@ -82,7 +82,7 @@ class Operator:
         for account in self.accounts.values():
             account.session.close()
 
-    async def _reconcile(self, key: Any) -> float | None:
+    async def _reconcile(self, key: Any) -> float | Next | None:
         assert self.rt is not None
         plural = key[0]
         error = False
@@ -93,7 +93,9 @@ class Operator:
                     return await self.ingresses.reconcile(key)
                 if plural == "certificates":
                     return await reconcile_certificate(self.rt, key, self.accounts)
-                return await reconcile_issuer(self.rt, key, self.accounts, self.issuer_failures)
+                # Issuers first when many objects are due: each gates its Certificates.
+                delay = await reconcile_issuer(self.rt, key, self.accounts, self.issuer_failures)
+                return Next(delay, priority=0)
         except Exception:
             error = True
             raise

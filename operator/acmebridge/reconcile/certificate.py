@@ -25,7 +25,7 @@ from acmebridge.domain.errors import (
     SpecError,
     TLSTrustError,
 )
-from acmebridge.domain.plan import IssuerState, IssuerView, Observed, Settings, plan
+from acmebridge.domain.plan import IssuerState, IssuerView, Observed, Settings, plan, urgency
 from acmebridge.domain.reasons import Reason
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.timefmt import parse_time
@@ -33,6 +33,7 @@ from acmebridge.reconcile import dns01, outcome, steps
 from acmebridge.reconcile.accounts import Account, AccountError, Accounts
 from acmebridge.reconcile.context import Ctx
 from acmebridge.reconcile.issuance import Issuance, issuer_view
+from acmebridge.reconcile.queue import Next
 from acmebridge.reconcile.runtime import ObjectKey, Runtime
 
 log = logging.getLogger("acmebridge.certificate")
@@ -49,7 +50,9 @@ def issuer_key(spec: CertificateSpec, namespace: str) -> ObjectKey:
     return ("issuers", namespace, spec.issuer_ref.name)
 
 
-async def reconcile_certificate(rt: Runtime, key: ObjectKey, accounts: Accounts) -> float | None:
+async def reconcile_certificate(
+    rt: Runtime, key: ObjectKey, accounts: Accounts
+) -> float | Next | None:
     body = rt.cache.get(key)
     if body is not None and body["metadata"].get("deletionTimestamp"):
         retry = await _deleted(rt, key, body, accounts)
@@ -122,9 +125,7 @@ def settings_of(rt: Runtime) -> Settings:
     )
 
 
-async def _reconcile(
-    rt: Runtime, key: ObjectKey, body: dict[str, Any], accounts: Accounts
-) -> float | None:
+async def _reconcile(rt: Runtime, key: ObjectKey, body: dict[str, Any], accounts: Accounts) -> Next:
     ctx = Ctx.of(rt, key, body, rt.clock())
     try:
         spec = CertificateSpec.from_body(body.get("spec") or {})
@@ -132,7 +133,7 @@ async def _reconcile(
         observed = _observed(ctx, None, e.message, IssuerView(IssuerState.READY), None)
         action = plan(observed)
         assert isinstance(action, a.Terminal)
-        return await outcome.terminal(ctx, Issuance(ctx, None, observed), action)
+        return await _end(ctx, Issuance(ctx, None, observed), action)
     ikey = issuer_key(spec, ctx.namespace)
     rt.depend(key, ikey)
     view, account = await _issuer(rt, ikey, spec, ctx.namespace, accounts)
@@ -144,13 +145,18 @@ async def _reconcile(
     for _ in range(MAX_STEPS):
         action = plan(work.observed)
         if isinstance(action, a.Terminal):
-            return await outcome.terminal(ctx, work, action)
+            return await _end(ctx, work, action)
         await _step(work, action)
         if work.terminal is not None:
-            return await outcome.terminal(ctx, work, work.terminal)
+            return await _end(ctx, work, work.terminal)
     log.error("Certificate %s: no terminal step after %d steps", ctx.log_name(), MAX_STEPS)
     await ctx.flush()
-    return 30.0
+    return Next(30.0)
+
+
+async def _end(ctx: Ctx, work: Issuance, action: a.Terminal) -> Next:
+    delay = await outcome.terminal(ctx, work, action)
+    return Next(delay, urgency(action))
 
 
 async def _step(work: Issuance, action: a.Action) -> None:
