@@ -40,8 +40,8 @@ test: venv lint lab-up ## everything: lint, unit and lab tests, then the real no
 	hack/pytest.sh -m "node and not node_restart" tests
 	hack/pytest.sh -m node_restart tests
 
-run: venv ## the operator against $$KUBECONFIG
-	$(VENV)/bin/acmebridge run $(RUN_ARGS)
+run: venv ## the operator against $$KUBECONFIG (with the lab's settings when it is the lab)
+	hack/run.sh
 
 demo: venv lab-up ## lab + operator + examples/, then print the issued certificate
 	hack/demo.sh

@@ -12,10 +12,7 @@ export PEBBLE_TLS_CA_B64 PEBBLE_ROOT_B64
 
 log=.lab/logs/demo-operator.log
 echo ">> starting the operator (log: $log)"
-kubectl create namespace acmebridge --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-acmebridge run \
-  --self-check-nameserver "$LAB_DNS_SERVER" --http01-self-check-port "$LAB_HTTP01_PORT" \
-  --metrics-port 0 >"$log" 2>&1 &
+RUN_ARGS="--metrics-port 0" hack/run.sh >"$log" 2>&1 &
 op=$!
 trap 'kill $op 2>/dev/null || true; wait $op 2>/dev/null || true' EXIT
 

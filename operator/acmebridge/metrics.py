@@ -29,6 +29,7 @@ from acmebridge.reconcile.runtime import Metrics, ObjectKey
 
 _CONDITIONS = ("True", "False", "Unknown")
 
+
 def _ts(status: Mapping[str, Any], key: str) -> float | None:
     raw = status.get(key)
     if not raw:

@@ -21,7 +21,7 @@ from acmebridge.domain import chain as chains
 from acmebridge.domain import secret as secrets
 from acmebridge.domain.errors import SpecError
 from acmebridge.domain.keys import load_private_key, public_key_fingerprint, public_key_parameters
-from acmebridge.domain.match import spec_mismatch
+from acmebridge.domain.match import CertSummary, cert_summary, spec_mismatch
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.timefmt import format_time, parse_time
 
@@ -106,7 +106,7 @@ def inspect_tls_secret(
     try:
         chain = chains.parse_pem_certificates(contents.chain_pem)
         leaf = chain[0]
-        summary = chains.cert_summary(leaf)
+        summary = cert_summary(leaf)
     except (ValueError, IndexError) as e:
         report.check("tls.crt", False, f"cannot be parsed: {e}")
         return report
@@ -118,7 +118,7 @@ def inspect_tls_secret(
 
 
 def _describe_leaf(
-    report: InspectReport, leaf: x509.Certificate, summary: chains.CertSummary, now: datetime
+    report: InspectReport, leaf: x509.Certificate, summary: CertSummary, now: datetime
 ) -> None:
     report.add("Subject", chains.describe(leaf.subject))
     report.add("DNS names", ", ".join(summary.dns_names) or "-")
@@ -215,7 +215,7 @@ def _check_certificate(
     report: InspectReport,
     secret: Mapping[str, Any],
     certificate: Mapping[str, Any] | None,
-    summary: chains.CertSummary,
+    summary: CertSummary,
 ) -> None:
     owner = certificate_name_of(secret)
     if owner is None:

@@ -50,6 +50,8 @@ class ExtraPebble:
     # Where it resolves names (Pebble's -dnsserver): challtestsrv by default; the lab's BIND
     # (labparts.BIND_PORT) for DNS-01 through the lab's zones, as the lab's own Pebble does.
     dns_server: str = f"127.0.0.1:{labparts.DNS_PORT}"
+    #: more of Pebble's config (externalAccountBindingRequired, retryAfter...), merged in
+    extra_config: Mapping[str, Any] = field(default_factory=dict)
     proc: labproc.Proc | None = None
     starts: int = 0
 
@@ -93,6 +95,7 @@ class ExtraPebble:
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": False,
                 "profiles": {k: dict(v) for k, v in self.profiles.items()},
+                **self.extra_config,
             }
         }
 
@@ -208,7 +211,8 @@ def pebble_factory(lab: Any, request: pytest.FixtureRequest) -> Iterator[PebbleF
 
     ``pebble_factory(validity=120, env={"PEBBLE_WFE_NONCEREJECT": "50"})`` gives one profile
     ``default`` with that validity in seconds; ``profiles=`` replaces the profiles entirely;
-    ``dns_server=`` is where it resolves names (challtestsrv unless given).
+    ``dns_server=`` is where it resolves names (challtestsrv unless given); ``config=`` adds to
+    Pebble's own config (``externalAccountBindingRequired``, ``retryAfter``...).
     """
     layout = labparts.Layout(Path(lab.env.get("LAB_DIR", str(ROOT / ".lab"))).parent)
     started: list[ExtraPebble] = []
@@ -220,6 +224,7 @@ def pebble_factory(lab: Any, request: pytest.FixtureRequest) -> Iterator[PebbleF
         env: Mapping[str, str] | None = None,
         name: str | None = None,
         dns_server: str | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> ExtraPebble:
         ports: set[int] = set()
         while len(ports) < 2:
@@ -236,6 +241,7 @@ def pebble_factory(lab: Any, request: pytest.FixtureRequest) -> Iterator[PebbleF
             or {"default": {"description": f"{validity} seconds", "validityPeriod": validity}},
             env=dict(env or {}),
             dns_server=dns_server or f"127.0.0.1:{labparts.DNS_PORT}",
+            extra_config=dict(config or {}),
         )
         started.append(pebble)
         pebble.start()

@@ -1,8 +1,7 @@
 """The ACME adapter against a real Pebble and pebble-challtestsrv (DNS-01).
 
-The main Pebble is the lab's when the ``lab`` fixture provides one; otherwise, and always for the
-configurations the lab does not run (external account binding required, alternate roots), this
-module starts its own Pebble processes on free loopback ports with the lab's binaries.
+The main Pebble is the lab's; configurations the lab does not run (external account binding
+required, alternate roots) get a Pebble of the test's own from tests/lab/pebbles.py.
 
 Waiting happens here, in the tests, with bounded deadlines: the adapter itself never waits.
 """
@@ -10,13 +9,10 @@ Waiting happens here, in the tests, with bounded deadlines: the adapter itself n
 from __future__ import annotations
 
 import base64
-import json
-import os
 import secrets
 import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +34,10 @@ from acmebridge.adapters.acme_messages import (
 )
 from acmebridge.domain.errors import AcmeProblem, AcmeUnavailable, TLSTrustError
 from tests.lab import labpki, labproc
+from tests.lab.pebbles import PebbleFactory, pebble_factory  # noqa: F401
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".lab" / "bin"
 WAIT = 20.0  # seconds any single ACME state change may take in these tests
 
 
@@ -69,134 +64,43 @@ class Pebble:
         return response.content
 
 
-@dataclass(frozen=True)
-class Challtestsrv:
-    url: str
-    dns: str
-
-
-# -- processes ----------------------------------------------------------------------------------
-
-
-def _need_binaries() -> None:
-    for name in ("pebble", "pebble-challtestsrv"):
-        if not (BIN / name).exists():
-            pytest.skip(f"{BIN / name} is not built (make lab-bin)")
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}:\n{labproc.log_tail(log)}")
-        if labproc.accepts_tcp(port):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}:\n{labproc.log_tail(log)}")
-
-
-@pytest.fixture(scope="module")
-def spawn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., None]]:
-    """Starts a process of this module's own, stopped (by its handle) at module teardown."""
-    procs: list[subprocess.Popen[bytes]] = []
-    logs = tmp_path_factory.mktemp("acme-procs")
-
-    def start(name: str, argv: list[str], *, port: int, env: dict[str, str] | None = None) -> None:
-        log = logs / f"{name}-{len(procs)}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
-            )
-        procs.append(proc)
-        _wait_for_port(port, proc, log)
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def challtestsrv(spawn: Callable[..., None]) -> Challtestsrv:
-    _need_binaries()
-    mgmt, dns = labproc.free_port(), labproc.free_port()
-    argv = [str(BIN / "pebble-challtestsrv"), "-management", f"127.0.0.1:{mgmt}"]
-    argv += ["-dnsserver", f"127.0.0.1:{dns}", "-defaultIPv6", ""]
-    argv += ["-doh", "", "-https01", "", "-tlsalpn01", "", "-http01", ""]
-    spawn("challtestsrv", argv, port=mgmt)
-    return Challtestsrv(url=f"http://127.0.0.1:{mgmt}", dns=f"127.0.0.1:{dns}")
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def start_pebble(
-    spawn: Callable[..., None], challtestsrv: Challtestsrv, tmp_path_factory: pytest.TempPathFactory
+    lab: Any,
+    pebble_factory: PebbleFactory,  # noqa: F811
 ) -> Callable[..., Pebble]:
-    """Starts a Pebble with extra config and environment, resolving through our challtestsrv."""
-    tls_dir = tmp_path_factory.mktemp("pebble-tls")
-    ca = labpki.make_ca("acmebridge adapter test TLS CA")
-    leaf = labpki.issue(ca, "127.0.0.1", ip_addresses=("127.0.0.1",), server=True)
-    leaf.write(tls_dir / "cert.pem", tls_dir / "key.pem")
-    (tls_dir / "ca.pem").write_bytes(ca.cert_pem())
+    """A Pebble of this test's own (tests/lab/pebbles.py) with extra config and environment,
+    with a second, six-day profile beside the default."""
 
     def start(*, config: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Pebble:
-        listen, mgmt = labproc.free_port(), labproc.free_port()
-        pebble_config = {
-            "listenAddress": f"127.0.0.1:{listen}",
-            "managementListenAddress": f"127.0.0.1:{mgmt}",
-            "certificate": str(tls_dir / "cert.pem"),
-            "privateKey": str(tls_dir / "key.pem"),
-            "httpPort": labproc.free_port(),
-            "tlsPort": labproc.free_port(),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
-            "retryAfter": {"authz": 1, "order": 1},
-            "profiles": {
+        extra = pebble_factory(
+            profiles={
                 "default": {"description": "ninety days", "validityPeriod": 7776000},
                 "shortlived": {"description": "six days", "validityPeriod": 518400},
             },
-            **(config or {}),
-        }
-        config_file = tls_dir / f"pebble-{listen}.json"
-        config_file.write_text(json.dumps({"pebble": pebble_config}))
-        argv = [str(BIN / "pebble"), "-config", str(config_file), "-dnsserver", challtestsrv.dns]
-        base_env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
-        spawn("pebble", argv, port=listen, env={**base_env, **(env or {})})
+            env=env,
+            config={"retryAfter": {"authz": 1, "order": 1}, **(config or {})},
+        )
         return Pebble(
-            directory_url=f"https://127.0.0.1:{listen}/dir",
-            tls_ca_file=tls_dir / "ca.pem",
-            mgmt_url=f"https://127.0.0.1:{mgmt}",
-            challtestsrv_url=challtestsrv.url,
+            directory_url=extra.directory_url,
+            tls_ca_file=extra.tls_ca,
+            mgmt_url=extra.mgmt_url,
+            challtestsrv_url=lab.env["CHALLTESTSRV_URL"],
         )
 
     return start
 
 
 @pytest.fixture(scope="module")
-def pebble(request: pytest.FixtureRequest) -> Pebble:
-    """The lab's Pebble when the lab is there, else one of our own."""
-    try:
-        lab = request.getfixturevalue("lab")
-    except pytest.FixtureLookupError:
-        lab = None
-    env: dict[str, str] = dict(getattr(lab, "env", None) or {})
-    if env.get("PEBBLE_DIRECTORY_URL"):
-        return Pebble(
-            directory_url=env["PEBBLE_DIRECTORY_URL"],
-            tls_ca_file=Path(env["PEBBLE_TLS_CA"]),
-            mgmt_url=env.get("PEBBLE_MGMT_URL"),
-            challtestsrv_url=env["CHALLTESTSRV_URL"],
-        )
-    start: Callable[..., Pebble] = request.getfixturevalue("start_pebble")
-    return start()
+def pebble(lab: Any) -> Pebble:
+    """The lab's Pebble."""
+    env = lab.env
+    return Pebble(
+        directory_url=env["PEBBLE_DIRECTORY_URL"],
+        tls_ca_file=Path(env["PEBBLE_TLS_CA"]),
+        mgmt_url=env.get("PEBBLE_MGMT_URL"),
+        challtestsrv_url=env["CHALLTESTSRV_URL"],
+    )
 
 
 # -- an ACME client's work, done the way the operator will do it across reconcile calls ---------

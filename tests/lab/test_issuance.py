@@ -210,7 +210,17 @@ def test_a_cluster_issuer_serves_two_namespaces(
         assert load_chain(secret_data(k, ns, "web-tls")["tls.crt"])
 
 
-def test_never_overwrites_a_foreign_secret(lab: Any, k: Kube, namespace: str, issuer: str) -> None:
+def reconciles(operator: OperatorProcess) -> float:
+    """How many Certificate reconciles the operator has run (its own metric)."""
+    for line in operator.metrics().splitlines():
+        if line.startswith('acmebridge_controller_reconcile_total{kind="certificates"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_never_overwrites_a_foreign_secret(
+    lab: Any, k: Kube, namespace: str, issuer: str, operator: OperatorProcess
+) -> None:
     foreign = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -230,7 +240,16 @@ def test_never_overwrites_a_foreign_secret(lab: Any, k: Kube, namespace: str, is
     cert = ready(k, namespace, "web", status="False")
     cond = next(c for c in cert["status"]["conditions"] if c["type"] == "Ready")
     assert cond["reason"] == "SecretConflict"
-    time.sleep(3)  # give a wrong operator time to do damage
+    # Make the operator look again, and wait until it has: a wrong operator would act now.
+    seen = reconciles(operator)
+    k.merge_patch(
+        ours_path("certificates", namespace, "web"), {"metadata": {"labels": {"poke": "1"}}}
+    )
+    wait_for(
+        lambda: reconciles(operator) > seen,
+        timeout=30,
+        describe="the operator to reconcile the Certificate again",
+    )
     after = k.get(core_path("secrets", namespace, "taken"))
     assert after is not None
     assert after["data"] == before["data"]

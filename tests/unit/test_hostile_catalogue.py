@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from acmebridge.domain.errors import SpecError
-from acmebridge.domain.spec import AcmeIssuerSpec, CertificateSpec
+from acmebridge.domain.issuer_spec import AcmeIssuerSpec
+from acmebridge.domain.spec import CertificateSpec
 from tests.hostile import catalogue as cat
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -15,7 +15,7 @@ import pytest
 
 from acmebridge.domain.errors import SpecError
 from acmebridge.domain.frozen import FrozenDict, thaw_json
-from acmebridge.domain.spec import (
+from acmebridge.domain.issuer_spec import (
     MAX_PEM_BYTES,
     AcmeIssuerSpec,
     ExternalAccountBinding,

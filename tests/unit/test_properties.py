@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from acmebridge.domain.conditions import Condition, get_condition, set_condition
 from acmebridge.domain.durations import format_go_duration, parse_go_duration
 from acmebridge.domain.errors import SpecError
+from acmebridge.domain.issuer_spec import AcmeIssuerSpec
 from acmebridge.domain.schedule import (
     MAX_RETRY_AFTER,
     backoff_delay,
@@ -26,7 +27,7 @@ from acmebridge.domain.schedule import (
     jitter_for,
     renewal_time,
 )
-from acmebridge.domain.spec import AcmeIssuerSpec, CertificateSpec
+from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.timefmt import format_time, parse_time
 
 # --- strategies ------------------------------------------------------------------------------

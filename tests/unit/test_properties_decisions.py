@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from acmebridge.domain import secret as s
+from acmebridge.domain.issuer_spec import Http01IngressSolver, Rfc2136Solver, Solver, SolverSelector
 from acmebridge.domain.journal import (
     AuthorizationRecord,
     ChallengeRecord,
@@ -27,12 +28,6 @@ from acmebridge.domain.journal import (
     journal_usable,
 )
 from acmebridge.domain.solvers import select_solver
-from acmebridge.domain.spec import (
-    Http01IngressSolver,
-    Rfc2136Solver,
-    Solver,
-    SolverSelector,
-)
 from acmebridge.domain.trigger import SecretState, TriggerInputs, evaluate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -17,15 +17,9 @@ import yaml
 
 from acmebridge.domain.errors import SpecError
 from acmebridge.domain.frozen import FrozenDict
+from acmebridge.domain.issuer_spec import AcmeIssuerSpec
 from acmebridge.domain.names import canonical_ip, normalise_dns_name
-from acmebridge.domain.spec import (
-    AcmeIssuerSpec,
-    CertificateSpec,
-    Identifier,
-    IssuerRef,
-    PrivateKeySpec,
-    Subject,
-)
+from acmebridge.domain.spec import CertificateSpec, Identifier, IssuerRef, PrivateKeySpec, Subject
 from tests.examples import manifest_files
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -36,14 +36,15 @@ from acmebridge.domain import ari
 from acmebridge.domain.chain import parse_pem_certificates
 from acmebridge.domain.errors import AcmeProblem
 
+# The longest Retry-After acmebridge obeys anywhere; a longer header is read as this much (and an
+# absurd one cannot overflow a timedelta).
+from acmebridge.domain.schedule import MAX_RETRY_AFTER
+
 IdentifierKind = Literal["dns", "ip"]
 
 # RFC 8555 §7.1.6 lists "expired" for authorizations; acme 5.x does not register it. Creating a
 # Status registers the name with the library's decoder, exactly as acme.messages does for its own.
 STATUS_EXPIRED = messages.Status("expired")
-
-# Beyond this a Retry-After is not a hint but a broken header; it also keeps timedelta in range.
-MAX_RETRY_AFTER = timedelta(days=365)
 
 
 class NewOrder(messages.NewOrder):

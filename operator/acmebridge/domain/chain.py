@@ -24,11 +24,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-# Re-exported: callers that read a chain summarise and compare its leaf in the same breath.
-from acmebridge.domain.match import CertSummary as CertSummary
-from acmebridge.domain.match import cert_mismatch as cert_mismatch
-from acmebridge.domain.match import cert_summary as cert_summary
-
 MAX_PEM_BYTES = 1024 * 1024
 """Largest PEM input parsed (1 MiB): far above any real chain, far below a slow parse."""
 MAX_CHAIN_CERTS = 10

@@ -27,6 +27,7 @@ from acmebridge.domain import actions as a
 from acmebridge.domain.assess import SecretView, usable
 from acmebridge.domain.conditions import Condition
 from acmebridge.domain.failures import ChallengeOutcome, describe_invalid, own_reason
+from acmebridge.domain.issuer_spec import Solver
 from acmebridge.domain.journal import (
     AuthorizationRecord,
     ChallengeRecord,
@@ -46,9 +47,9 @@ from acmebridge.domain.renewal import (
     renewal_info_due,
     retried_record,
 )
-from acmebridge.domain.schedule import backoff_delay
+from acmebridge.domain.schedule import MAX_RETRY_AFTER, backoff_delay
 from acmebridge.domain.solvers import select_solver
-from acmebridge.domain.spec import CertificateSpec, Solver
+from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.status import CertificateStatus, Issued, RenewalInfoRecord
 from acmebridge.domain.timefmt import format_time
 from acmebridge.domain.trigger import TriggerInputs, Verdict, evaluate
@@ -62,8 +63,6 @@ POLL_FIRST = 0.5
 INSPECT_AFTER = timedelta(seconds=5)
 # Waits shorter than this are not worth a status write each.
 VISIBLE_AFTER = timedelta(seconds=5)
-# Retry-After beyond this is not obeyed while polling an order (a day would stall issuance).
-MAX_POLL_RETRY_AFTER = 3600.0
 
 
 class IssuerState(enum.Enum):
@@ -531,7 +530,7 @@ def _poll_delay(waited: timedelta, retry_after: timedelta | None, s: Settings) -
     """Half the time waited so far, from half a second up to the cap; Retry-After wins."""
     delay = min(max(POLL_FIRST, waited.total_seconds() / 2), s.order_poll_max.total_seconds())
     if retry_after is not None:
-        delay = max(delay, min(retry_after.total_seconds(), MAX_POLL_RETRY_AFTER))
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER).total_seconds())
     return delay
 
 

@@ -120,9 +120,7 @@ def plan_renewal(
                 f"{format_time(chosen)} so the CA is not asked for a new certificate over and "
                 f"over ({record.early_renewals} such renewal(s) in a row so far)"
             )
-    latest = truncate_to_second(
-        leaf.not_before + (leaf.not_after - leaf.not_before) * LATEST_SHARE
-    )
+    latest = truncate_to_second(leaf.not_before + (leaf.not_after - leaf.not_before) * LATEST_SHARE)
     renew_at = min(chosen, latest)
     if _explicit(spec):
         renew_at = min(renew_at, plain)

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from acmebridge.domain.issuer_spec import Http01IngressSolver, Solver
 from acmebridge.domain.secret import certificate_name_label, certificate_owner_reference
-from acmebridge.domain.spec import Http01IngressSolver, Solver
 
 SOLVER_LABEL = "acmebridge.io/solver"
 CERTIFICATE_LABEL = "acmebridge.io/certificate-name"

@@ -6,7 +6,7 @@ and values are normalised so that equal intent compares equal: DNS names lower-c
 trailing dot, IP addresses canonical, duplicates dropped (first occurrence kept). Anything wrong
 raises ``SpecError("InvalidSpec", "<path>: <what to change>")``.
 
-This module is pure: no IO, no clock. Issuer specs are in ``issuer_spec`` and re-exported here.
+This module is pure: no IO, no clock. Issuer specs are in ``issuer_spec``.
 """
 
 from __future__ import annotations
@@ -20,16 +20,6 @@ from urllib.parse import urlsplit
 from acmebridge.domain.durations import parse_go_duration
 from acmebridge.domain.fields import Fields, check_object_name, invalid
 from acmebridge.domain.frozen import FrozenDict, canonical_sha256, freeze_fields
-from acmebridge.domain.issuer_spec import (
-    MAX_PEM_BYTES,
-    AcmeIssuerSpec,
-    ExternalAccountBinding,
-    Http01IngressSolver,
-    Rfc2136Solver,
-    SecretKeySelector,
-    Solver,
-    SolverSelector,
-)
 from acmebridge.domain.names import canonical_ip, is_ip, normalise_dns_name
 
 __all__ = [
@@ -37,21 +27,13 @@ __all__ = [
     "GROUP",
     "KEY_USAGES",
     "MAX_NAMES",
-    "MAX_PEM_BYTES",
     "MIN_DURATION",
     "MIN_RENEW_BEFORE",
     "RESERVED_PREFIX",
-    "AcmeIssuerSpec",
     "CertificateSpec",
-    "ExternalAccountBinding",
-    "Http01IngressSolver",
     "Identifier",
     "IssuerRef",
     "PrivateKeySpec",
-    "Rfc2136Solver",
-    "SecretKeySelector",
-    "Solver",
-    "SolverSelector",
     "Subject",
 ]
 

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
-from acmebridge.domain.conditions import Condition, get_condition, set_condition
+from acmebridge.domain.conditions import (
+    Condition,
+    get_condition,
+    remove_condition,
+    set_condition,
+)
 from acmebridge.domain.journal import OrderJournal
 from acmebridge.domain.timefmt import format_time, parse_time
 
@@ -293,7 +298,7 @@ class StatusPatch:
         self._current = replace(self._current, conditions=conds)
 
     def drop_condition(self, type_: str) -> None:
-        conds = tuple(dict(c) for c in self._current.conditions if c.get("type") != type_)
+        conds = tuple(remove_condition(self._current.conditions, type_))
         self.body["conditions"] = list(conds)
         self._current = replace(self._current, conditions=conds)
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 
+from acmebridge.domain.issuer_spec import Solver
 from acmebridge.domain.names import is_ip
 from acmebridge.domain.solvers import select_solver
-from acmebridge.domain.spec import Solver
 
 __all__ = ["REASON", "first_unvalidatable", "unvalidatable_name"]
 

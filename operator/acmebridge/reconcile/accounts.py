@@ -23,7 +23,7 @@ from acmebridge.domain import secret as secrets
 from acmebridge.domain.allowlist import server_allowed
 from acmebridge.domain.eab import eab_mac_key
 from acmebridge.domain.errors import SpecError
-from acmebridge.domain.spec import AcmeIssuerSpec
+from acmebridge.domain.issuer_spec import AcmeIssuerSpec
 from acmebridge.reconcile.runtime import ObjectKey, Runtime
 
 ACCOUNT_KEY_LABEL = secrets.ACCOUNT_KEY_LABEL

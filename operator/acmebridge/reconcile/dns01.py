@@ -19,9 +19,8 @@ from acmebridge.adapters import rfc2136
 from acmebridge.adapters.kube import ours_path
 from acmebridge.domain.dns01 import challenge_name
 from acmebridge.domain.errors import DnsProblem, Severity
-from acmebridge.domain.issuer_spec import Rfc2136Solver
+from acmebridge.domain.issuer_spec import Rfc2136Solver, Solver
 from acmebridge.domain.journal import ChallengeRecord, OrderJournal
-from acmebridge.domain.spec import Solver
 from acmebridge.reconcile.accounts import Account, AccountError, read_secret_key
 from acmebridge.reconcile.context import Ctx
 from acmebridge.reconcile.runtime import Runtime

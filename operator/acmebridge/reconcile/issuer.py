@@ -16,9 +16,9 @@ from typing import Any
 from acmebridge.adapters import acme_client as acme
 from acmebridge.domain.conditions import get_condition, set_condition
 from acmebridge.domain.errors import AcmeProblem, AcmeUnavailable, TLSTrustError
+from acmebridge.domain.issuer_spec import AcmeIssuerSpec
 from acmebridge.domain.issuer_status import AccountOutcome, is_news, ready_condition
 from acmebridge.domain.schedule import backoff_delay
-from acmebridge.domain.spec import AcmeIssuerSpec
 from acmebridge.reconcile.accounts import Account, AccountError, Accounts, parse_issuer
 from acmebridge.reconcile.runtime import ObjectKey, Runtime
 

@@ -22,10 +22,11 @@ from acmebridge.domain import chain as chains
 from acmebridge.domain import secret as secrets
 from acmebridge.domain.ari import cert_id_or_none
 from acmebridge.domain.errors import AcmeProblem
+from acmebridge.domain.issuer_spec import AcmeIssuerSpec
 from acmebridge.domain.keys import PrivateKey, encode_private_key, public_key_fingerprint
 from acmebridge.domain.match import cert_summary
 from acmebridge.domain.plan import Written
-from acmebridge.domain.spec import AcmeIssuerSpec, CertificateSpec
+from acmebridge.domain.spec import CertificateSpec
 from acmebridge.reconcile.runtime import Runtime
 
 log = logging.getLogger("acmebridge.secret")
