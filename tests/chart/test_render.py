@@ -49,6 +49,9 @@ EVERYTHING: dict[str, Any] = {
     "backoffCapSeconds": 900,
     "concurrency": 32,
     "secretCheckIntervalSeconds": 600,
+    "orderPollMaxSeconds": 5,
+    "ariRecheckMaxSeconds": 3600,
+    "dns01": {"nameservers": ["10.0.0.53:53", "[2001:db8::53]:53"]},
     "http01": {"selfCheckPort": 8080, "selfCheckNameservers": ["10.0.0.53:53", "10.0.0.54"]},
     "logLevel": "DEBUG",
     "logFormat": "json",
@@ -218,6 +221,9 @@ def test_every_value_reaches_the_operator(helm: Path) -> None:
     assert cfg.backoff_cap == timedelta(seconds=900)
     assert cfg.concurrency == 32
     assert cfg.secret_check_interval == timedelta(seconds=600)
+    assert cfg.order_poll_max == timedelta(seconds=5)
+    assert cfg.ari_recheck_max == timedelta(seconds=3600)
+    assert cfg.dns01_nameservers == ("10.0.0.53:53", "[2001:db8::53]:53")
     assert cfg.http01_self_check_port == 8080
     assert cfg.self_check_nameservers == ("10.0.0.53:53", "10.0.0.54")
     assert cfg.metrics_port == 9500

@@ -77,6 +77,15 @@ ACMEBRIDGE_* variable) so that `kubectl describe pod` shows the whole configurat
 {{- if not (kindIs "invalid" .Values.secretCheckIntervalSeconds) }}
 - {{ printf "--secret-check-interval=%v" .Values.secretCheckIntervalSeconds | quote }}
 {{- end }}
+{{- if not (kindIs "invalid" .Values.orderPollMaxSeconds) }}
+- {{ printf "--order-poll-max=%v" .Values.orderPollMaxSeconds | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" .Values.ariRecheckMaxSeconds) }}
+- {{ printf "--ari-recheck-max=%v" .Values.ariRecheckMaxSeconds | quote }}
+{{- end }}
+{{- with .Values.dns01.nameservers }}
+- {{ printf "--dns01-nameservers=%s" (join "," .) | quote }}
+{{- end }}
 - {{ printf "--http01-self-check-port=%d" (int .Values.http01.selfCheckPort) | quote }}
 {{- range .Values.http01.selfCheckNameservers }}
 - {{ printf "--self-check-nameserver=%s" . | quote }}
