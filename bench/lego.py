@@ -1,4 +1,4 @@
-"""lego, the in-run yardstick: the same N single-name certificates from the lab's Pebble, with a
+"""lego, the in-run yardstick: the same N single-name certificates from the same Pebble, with a
 fixed number of lego processes at once (10 by default), over HTTP-01 or DNS-01 (RFC 2136).
 
 lego is built with the lab's binaries (``.lab/bin/lego``, pinned in ``hack/lego``). Each of the
@@ -87,6 +87,7 @@ class LegoRun:
 def lego_args(
     lab: Lab,
     *,
+    server: str,
     name: str,
     path: Path,
     email: str,
@@ -97,7 +98,7 @@ def lego_args(
     args = [
         str(lab.bin / "lego"),
         "--server",
-        lab.pebble_directory_url,
+        server,
         "--accept-tos",
         "--email",
         email,
@@ -142,6 +143,7 @@ def run_lego_burst(
     names: list[str],
     challenge: str,
     *,
+    server: str,
     slots: int = 10,
     dns: Rfc2136 | None = None,
     timeout: float = 1800,
@@ -173,6 +175,7 @@ def run_lego_burst(
             log = work / f"{name}.log"
             args = lego_args(
                 lab,
+                server=server,
                 name=name,
                 path=path,
                 email=f"bench-slot-{slot}@lab.test",

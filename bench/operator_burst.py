@@ -86,8 +86,11 @@ class OperatorRun:
         return cost, sum(other.values()) / self.burst.n
 
 
-def acme_spec(lab: Lab, challenge: str, dns: Rfc2136 | None) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"privateKeySecretRef": {"name": "bench-account"}}
+def acme_spec(lab: Lab, server: str, challenge: str, dns: Rfc2136 | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {
+        "server": server,
+        "privateKeySecretRef": {"name": "bench-account"},
+    }
     if challenge == "dns-01":
         assert dns is not None
         algorithm = tsig_algorithm(dns.tsig_algorithm)[1]
@@ -110,9 +113,16 @@ class OperatorUnderTest:
     """A namespace, an operator serving it, and a Ready Issuer; all removed on exit."""
 
     def __init__(
-        self, lab: Lab, bench: BenchKube, challenge: str, *, dns: Rfc2136 | None = None
+        self,
+        lab: Lab,
+        bench: BenchKube,
+        challenge: str,
+        *,
+        server: str,
+        dns: Rfc2136 | None = None,
     ) -> None:
         self.lab = lab
+        self.server = server
         self.bench = bench
         self.challenge = challenge
         self.dns = dns
@@ -166,7 +176,7 @@ class OperatorUnderTest:
                     "stringData": {"secret": self.dns.tsig_secret},
                 },
             )
-        spec = acme_spec(self.lab, self.challenge, self.dns)
+        spec = acme_spec(self.lab, self.server, self.challenge, self.dns)
         k.create(
             ours_path("issuers", self.namespace), manifests.issuer(self.namespace, ISSUER, spec)
         )
@@ -238,9 +248,15 @@ class OperatorUnderTest:
             wait_until("solver objects gone", lambda: self.solver_objects() == 0, timeout, 1)
 
     def burst(
-        self, names: dict[str, str], *, workers: int = 1, timeout: float = 900
+        self,
+        names: dict[str, str],
+        *,
+        workers: int = 1,
+        timeout: float = 900,
+        stall: float | None = None,
     ) -> OperatorRun:
-        """Create every Certificate (name -> DNS name) back to back, wait for all Ready."""
+        """Create every Certificate (name -> DNS name) back to back, wait for all Ready (or
+        until none has become Ready for ``stall`` seconds)."""
         assert self.watch is not None
         before = self.snapshot()
         started = time.monotonic()
@@ -257,7 +273,7 @@ class OperatorUnderTest:
                 create(name)
         else:
             self.bench.in_parallel(create, list(names), workers)
-        self.watch.wait_for(set(names), timeout)
+        self.watch.wait_for(set(names), timeout, stall=stall)
         ready = {n: t - started for n, t in self.watch.ready.items() if n in names}
         phases = {
             n: {phase: t - started for phase, t in self.watch.phases.get(n, {}).items()}

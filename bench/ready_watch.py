@@ -166,18 +166,22 @@ class ReadyWatch:
             with self._changed:
                 self._changed.notify_all()
 
-    def wait_for(self, names: set[str], timeout: float) -> set[str]:
-        """Block until every name is Ready or ``timeout`` passes; the names still not Ready."""
+    def wait_for(self, names: set[str], timeout: float, *, stall: float | None = None) -> set[str]:
+        """Block until every name is Ready, ``timeout`` passes, or (with ``stall``) no name has
+        become Ready for that many seconds; the names still not Ready."""
         deadline = time.monotonic() + timeout
+        progress, last = time.monotonic(), -1
         with self._changed:
             while True:
                 missing = names - self.ready.keys()
                 if not missing or self.error is not None:
                     break
-                left = deadline - time.monotonic()
-                if left <= 0:
+                now = time.monotonic()
+                if len(missing) != last:
+                    progress, last = now, len(missing)
+                if now >= deadline or (stall is not None and now - progress >= stall):
                     break
-                self._changed.wait(min(left, 1.0))
+                self._changed.wait(min(deadline - now, 1.0))
         if self.error is not None:
             raise RuntimeError(f"the Ready watch failed: {self.error}") from self.error
         return names - self.ready.keys()

@@ -157,9 +157,18 @@ def cost_rows(who: str, cost: Cost | None, *, own: bool, floor: float = 0.05) ->
     return rows
 
 
-def figure_row(name: str, value: float | None, unit: str, target: Target | None = None) -> Row:
+def figure_row(
+    name: str,
+    value: float | None,
+    unit: str,
+    target: Target | None = None,
+    *,
+    digits: int | None = None,
+) -> Row:
     """A figure of acmebridge alone (CPU, memory), with its target."""
-    digits = 3 if unit == "s" and value is not None and value < 1 else 1
+    if digits is None:
+        small = unit == "s" and value is not None and value < 1
+        digits = (4 if value is not None and value < 0.1 else 3) if small else 1
     return (
         f"  {name}",
         number(value, unit, digits),

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import report, requests_cost
+from bench.ca import bench_pebble
 from bench.labio import RESULTS, BenchKube, load_lab, machine, revision, write_results
 from bench.lego import Rfc2136, run_lego_burst
 from bench.operator_burst import OperatorRun, OperatorUnderTest, PySpy
@@ -111,7 +112,7 @@ def measure(
         why = NO_BIND
     else:
         print(f">> acmebridge, {challenge}: {args.n} certificates", flush=True)
-        with OperatorUnderTest(lab, bench, challenge, dns=dns) as under:
+        with OperatorUnderTest(lab, bench, challenge, server=args.server, dns=dns) as under:
             under.create_issuer()
             one, why = under.one("warm-up", f"warm-up-{stamp}.ab.{zone}", timeout=60)
             if one is not None:
@@ -150,7 +151,13 @@ def measure(
         print(f">> lego, {challenge}: {args.n} certificates, {args.slots} at once", flush=True)
         names_lego = [f"l{i:04d}-{stamp}.lego.{zone}" for i in range(args.n)]
         lego = run_lego_burst(
-            lab, names_lego, challenge, slots=args.slots, dns=dns, timeout=args.timeout
+            lab,
+            names_lego,
+            challenge,
+            server=args.server,
+            slots=args.slots,
+            dns=dns,
+            timeout=args.timeout,
         )
         lego_summary = lego.burst.summary()
         bursts.append(lego.burst)
@@ -254,9 +261,24 @@ def main() -> int:
     p.add_argument("--scale", type=int, default=0, help="run the scale benchmark with N instead")
     p.add_argument("--timeout", type=float, default=900, help="seconds per burst")
     p.add_argument("--scale-timeout", type=float, default=7200, help="seconds for the scale burst")
+    p.add_argument(
+        "--shared-pebble",
+        action="store_true",
+        help="use the lab's Pebble instead of the benchmark's own (bench/ca.py says why not)",
+    )
     args = p.parse_args()
     lab = load_lab()
     bench = BenchKube(lab)
+    if args.shared_pebble:
+        args.server, args.ca = lab.pebble_directory_url, "the lab's Pebble"
+        return run(args, bench)
+    with bench_pebble(lab) as pebble:
+        args.server, args.ca = pebble.directory_url, "the benchmark's own Pebble (bench/ca.py)"
+        print(f"ACME server: {args.ca}, {args.server}")
+        return run(args, bench)
+
+
+def run(args: argparse.Namespace, bench: BenchKube) -> int:
     if args.scale:
         from bench.scale import run_scale
 
@@ -268,6 +290,7 @@ def main() -> int:
         "machine": machine(),
         "revision": revision(),
         "measured_at": started.isoformat(),
+        "acme_server": args.ca,
     }
     print(f"acmebridge benchmark at {meta['revision']}: {meta['machine']}")
     background = background_rate(bench)

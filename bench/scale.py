@@ -10,7 +10,9 @@
 
 DNS-01 when an Issuer with a dns01 rfc2136 solver works in the lab (no solver Pods: the lab's
 node agent runs at most 253 at once), else HTTP-01. Everything it made is in one namespace,
-deleted at the end.
+deleted at the end. A run where no certificate has become Ready for 5 minutes is stopped and
+reported as stalled, with the operator's ACME requests by outcome (what it was waiting on);
+steps 2 and 3 need all certificates Ready, so a stalled run skips them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from bench.stats import phase_table, ratio
 
 UNRELATED = 10_000
 IDLE_SECONDS = 60.0
+#: a run where no certificate has become Ready for this long is stopped and reported as stalled
+STALL_SECONDS = 300.0
 
 
 def _progress(under: OperatorUnderTest, n: int, stop: threading.Event) -> None:
@@ -75,12 +79,13 @@ def unrelated(bench: BenchKube, namespace: str, count: int) -> float:
 
 
 def open_operator(
-    bench: BenchKube, dns: Rfc2136 | None, stamp: int
+    bench: BenchKube, server: str, dns: Rfc2136 | None, stamp: int
 ) -> tuple[OperatorUnderTest, str]:
     """An operator and a Ready Issuer: DNS-01 when it issues a certificate, else HTTP-01."""
     tried = ""
     for challenge in ("dns-01", "http-01") if dns else ("http-01",):
-        under = OperatorUnderTest(bench.lab, bench, challenge, dns=dns).__enter__()
+        under = OperatorUnderTest(bench.lab, bench, challenge, server=server, dns=dns)
+        under.__enter__()
         try:
             under.create_issuer()
             zone = dns.zone if challenge == "dns-01" and dns else "bench.lab.test"
@@ -95,6 +100,62 @@ def open_operator(
     raise RuntimeError(f"no warm-up certificate became Ready: {tried}")
 
 
+def acme_outcomes(under: OperatorUnderTest) -> dict[str, int]:
+    """The operator's ACME requests by ``kind status`` (``new_order unavailable``): what a
+    stalled run was waiting on."""
+    assert under.op is not None
+    counts: dict[str, int] = {}
+    for labels, value in requests_cost.samples(
+        under.op.metrics(), "acmebridge_acme_client_requests_total"
+    ):
+        counts[f"{labels.get('kind')} {labels.get('status')}"] = int(value)
+    return counts
+
+
+def after_all_ready(bench: BenchKube, under: OperatorUnderTest, result: dict[str, Any]) -> None:
+    """Steps 2 and 3: unrelated objects, then idle. Fills ``result``."""
+    print(f">> {UNRELATED} unrelated Secrets (1 KiB) and {UNRELATED} ConfigMaps", flush=True)
+    before = under.snapshot()
+    took = unrelated(bench, under.namespace, UNRELATED)
+    time.sleep(30)
+    after = under.snapshot()
+    result["rss_mib_plus_objects"] = round(after.proc.rss_mib, 1)
+    result["unrelated_objects"] = {
+        "created_in_seconds": round(took, 1),
+        "operator_requests_meanwhile": sum(
+            requests_cost.delta(before.operator, after.operator).values()
+        ),
+        "operator_cpu_seconds_meanwhile": round(
+            after.proc.cpu_seconds - before.proc.cpu_seconds, 2
+        ),
+    }
+    print(f">> {IDLE_SECONDS:.0f} s idle, all Ready", flush=True)
+    idle0 = under.snapshot()
+    time.sleep(IDLE_SECONDS)
+    idle1 = under.snapshot()
+    seconds = idle1.at - idle0.at
+    result["idle"] = {
+        "seconds": round(seconds, 1),
+        "cpu_percent": round((idle1.proc.cpu_seconds - idle0.proc.cpu_seconds) / seconds * 100, 2),
+        "operator_requests": sum(requests_cost.delta(idle0.operator, idle1.operator).values()),
+    }
+
+
+def delete_namespace(bench: BenchKube, under: OperatorUnderTest) -> None:
+    print(">> deleting the benchmark's namespace", flush=True)
+    namespace = under.namespace
+    under.__exit__()
+    try:
+        wait_until(
+            f"namespace {namespace} deleted",
+            lambda: bench.kube.get(core_path("namespaces", None, namespace)) is None,
+            900,
+            interval=5,
+        )
+    except TimeoutError as e:
+        print(f"   {e}; it is still being deleted")
+
+
 def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
     n = args.scale
     stamp = int(time.time())
@@ -102,9 +163,10 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
         "machine": machine(),
         "revision": revision(),
         "measured_at": datetime.now(UTC).isoformat(),
+        "acme_server": args.ca,
     }
     print(f"acmebridge scale benchmark, N = {n}, at {meta['revision']}: {meta['machine']}")
-    under, note = open_operator(bench, Rfc2136.from_env(bench.lab.env), stamp)
+    under, note = open_operator(bench, args.server, Rfc2136.from_env(bench.lab.env), stamp)
     result: dict[str, Any] = {"n": n, "challenge": under.challenge, **meta}
     if note:
         print(f"   {note}measuring HTTP-01")
@@ -117,22 +179,22 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
         stop = threading.Event()
         threading.Thread(target=_progress, args=(under, n, stop), daemon=True).start()
         try:
-            run = under.burst(names, workers=8, timeout=args.scale_timeout)
+            run = under.burst(names, workers=8, timeout=args.scale_timeout, stall=STALL_SECONDS)
         finally:
             stop.set()
         summary = run.burst.summary()
         time.sleep(10)  # the last status writes and watch events pass
         settled = proc_figures(under.pid)
-        own_cost = run.own_cost()
         result.update(
             {
-                "failed": summary.failed,
+                "ready": n - summary.failed,
                 "wall_seconds": round(run.seconds, 1),
                 "first_ready_seconds": summary.first_ready_seconds,
                 "p50_seconds": summary.p50_seconds,
                 "p95_seconds": summary.p95_seconds,
                 "cpu_seconds": round(run.cpu_seconds, 1),
                 "cpu_seconds_per_certificate": round(run.cpu_seconds / n, 4),
+                "rss_mib": round(settled.rss_mib, 1),
                 "peak_rss_mib": round(settled.peak_rss_mib, 1),
                 "threads": settled.threads,
                 "operator_requests_per_second": round(
@@ -141,92 +203,78 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
                 "apiserver_requests_per_second": round(
                     sum(run.everyone_requests.values()) / run.seconds, 1
                 ),
-                "api_operator": own_cost.as_dict(),
+                "api_operator": run.own_cost().as_dict(),
+                "acme_requests": acme_outcomes(under),
             }
         )
-        rss_n = settled.rss_mib
-        print(f">> {UNRELATED} unrelated Secrets (1 KiB) and {UNRELATED} ConfigMaps", flush=True)
-        before = under.snapshot()
-        took = unrelated(bench, under.namespace, UNRELATED)
-        time.sleep(30)
-        after = under.snapshot()
-        rss_plus = after.proc.rss_mib
-        result["unrelated_objects"] = {
-            "created_in_seconds": round(took, 1),
-            "operator_requests_meanwhile": sum(
-                requests_cost.delta(before.operator, after.operator).values()
-            ),
-            "operator_cpu_seconds_meanwhile": round(
-                after.proc.cpu_seconds - before.proc.cpu_seconds, 2
-            ),
-        }
-        print(f">> {IDLE_SECONDS:.0f} s idle, all Ready", flush=True)
-        idle0 = under.snapshot()
-        time.sleep(IDLE_SECONDS)
-        idle1 = under.snapshot()
-        idle_seconds = idle1.at - idle0.at
-        idle_cpu = (idle1.proc.cpu_seconds - idle0.proc.cpu_seconds) / idle_seconds * 100
-        result["idle"] = {
-            "seconds": round(idle_seconds, 1),
-            "operator_requests": sum(requests_cost.delta(idle0.operator, idle1.operator).values()),
-        }
-        bursts = [run.burst]
-    finally:
-        print(">> deleting the benchmark's namespace", flush=True)
-        namespace = under.namespace
-        under.__exit__()
-        try:
-            wait_until(
-                f"namespace {namespace} deleted",
-                lambda: bench.kube.get(core_path("namespaces", None, namespace)) is None,
-                900,
-                interval=5,
+        if summary.failed:
+            result["stalled"] = (
+                f"{n - summary.failed}/{n} Ready; none more for {STALL_SECONDS:.0f} s "
+                f"(or {args.scale_timeout:.0f} s passed): the unrelated-objects and idle steps "
+                "were not run"
             )
-        except TimeoutError as e:
-            print(f"   {e}; it is still being deleted")
+            print(f"   stalled: {result['stalled']}")
+        else:
+            after_all_ready(bench, under, result)
+    finally:
+        delete_namespace(bench, under)
 
-    growth = report.growth(rss_n, rss_plus)
+    growth = report.growth(result["rss_mib"], result.get("rss_mib_plus_objects"))
+    idle = result.get("idle", {}).get("cpu_percent")
     rows: list[report.Row] = [
         (f"scale, N = {n}, {under.challenge.upper()}", "", "", "", "", ""),
-        report.figure_row("all Ready after", result["wall_seconds"], "s"),
-        report.figure_row("certificates/s", ratio(float(n), run.seconds), ""),
+        report.figure_row("Ready", float(result["ready"]), "", digits=0),
+        report.figure_row(
+            "all Ready after" if not summary.failed else "stopped after",
+            result["wall_seconds"],
+            "s",
+        ),
+        report.figure_row("certificates/s", ratio(float(result["ready"]), run.seconds), ""),
         report.figure_row("p50 asked -> Ready", summary.p50_seconds, "s"),
         report.figure_row("operator CPU", run.cpu_seconds, "s"),
         report.figure_row(
             "operator CPU per certificate", run.cpu_seconds / n, "s", report.CPU_PER_CERT
         ),
-        report.figure_row(f"operator RSS, {n} Ready", rss_n, "MiB", report.RSS_5000),
-        report.figure_row("operator peak RSS", settled.peak_rss_mib, "MiB"),
+        report.figure_row(
+            f"operator RSS, {n} Certificates", result["rss_mib"], "MiB", report.RSS_5000
+        ),
+        report.figure_row("operator peak RSS", result["peak_rss_mib"], "MiB"),
         report.figure_row(
             "API requests/s, the operator's", result["operator_requests_per_second"], ""
         ),
         report.figure_row(
             "API requests/s, everyone's", result["apiserver_requests_per_second"], ""
         ),
-        report.figure_row("RSS + 10,000 Secrets + 10,000 ConfigMaps", rss_plus, "MiB"),
+        report.figure_row(
+            "RSS + 10,000 Secrets + 10,000 ConfigMaps", result.get("rss_mib_plus_objects"), "MiB"
+        ),
         report.figure_row(
             "  growth", None if growth is None else growth * 100, "%", report.RSS_GROWTH
         ),
-        report.figure_row(f"idle CPU, {idle_seconds:.0f} s", idle_cpu, "%", report.IDLE_CPU),
+        report.figure_row(f"idle CPU, {IDLE_SECONDS:.0f} s", idle, "%", report.IDLE_CPU),
     ]
     print()
     print(report.render(rows, title=f"acmebridge at scale, N = {n}"))
     phases = phase_table(run.phases)
     print()
     print(report.render_phases(phases, n, title="phases the Certificates showed (seconds)"))
+    if summary.failed:
+        print("\nthe operator's ACME requests by kind and outcome:")
+        for key, value in sorted(result["acme_requests"].items()):
+            print(f"  {key}: {value}")
     result["phases"] = [
         {"phase": p.name, "certificates": p.certificates, "p50": round(p.p50, 1)} for p in phases
     ]
-    result.update({"rss_mib": round(rss_n, 1), "rss_mib_plus_objects": round(rss_plus, 1)})
+    complete = not summary.failed
     current = {
-        f"rss_mib_{n}": round(rss_n, 1),
-        f"rss_mib_{n}_plus_objects": round(rss_plus, 1),
-        "idle_cpu_percent": round(idle_cpu, 2),
+        f"rss_mib_{n}": result["rss_mib"] if complete else None,
+        f"rss_mib_{n}_plus_objects": result.get("rss_mib_plus_objects"),
+        "idle_cpu_percent": idle,
         "scale": result,
     }
     path = write_results(current, scale=True)
     png = plot_ready(
-        bursts,
+        [run.burst],
         RESULTS / f"ready-over-time-{n}.png",
         title=f"{n} certificates on one Issuer, {meta['machine']['cpus']} cores "
         f"({meta['revision']})",
