@@ -31,8 +31,9 @@ lint: venv ## ruff, mypy --strict, import-linter
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-unit: venv ## fast tests: pure logic and the stand-ins' own tests (no lab)
-	hack/pytest.sh -m "not lab" tests
+unit: venv ## fast tests: pure logic and the stand-ins' own tests (no lab); coverage of domain/ and reconcile/
+	hack/pytest.sh -m "not lab" tests --cov=acmebridge.domain --cov=acmebridge.reconcile \
+		--cov-report=term:skip-covered
 
 test: venv lint lab-up ## everything: lint, unit and lab tests, then the real node's (starts what is needed)
 	hack/pytest.sh -m "not node and not node_restart" tests

@@ -396,6 +396,20 @@ def _refresh_standins(layout: Layout) -> None:
         _launch(layout, [component])
 
 
+def restart_pebble(layout: Layout) -> None:
+    """Restarts the lab's Pebble alone (a new root, no accounts or orders): for a CA that stopped
+    answering under load, without stopping the cluster others are testing against."""
+    with labproc.locked(layout.lock_file):
+        procs = {p.name: p for p in labproc.recorded(layout.run) if p.alive()}
+        old = procs.get("pebble")
+        if old is not None:
+            labproc.terminate([old.pid], grace=5)
+        _launch(layout, [labparts.pebble(layout)])
+        _fetch_pebble_root(layout)
+        labfiles.write_env(layout)
+        _say("lab: Pebble restarted (a new root: Issuers that pinned the old one need it again)")
+
+
 def node_down(layout: Layout) -> None:
     """Stops the real node and restores the host; the rest of the lab keeps running."""
     with labproc.locked(layout.lock_file):
@@ -444,7 +458,8 @@ def status(layout: Layout) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labctl", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", choices=("up", "down", "status", "node-up", "node-down", "node-status")
+        "command",
+        choices=("up", "down", "status", "node-up", "node-down", "node-status", "restart-pebble"),
     )
     parser.add_argument(
         "--repo", type=Path, default=repo_root(), help="the checkout (default: this one)"
@@ -462,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             node_down(layout)
         elif args.command == "node-status":
             return labnode.status(layout)
+        elif args.command == "restart-pebble":
+            restart_pebble(layout)
         else:
             return status(layout)
     except (LabError, labbind.BindError, labstepca.StepCaError, labnode.NodeError) as exc:

@@ -20,7 +20,7 @@ from acmebridge.domain.failures import ChallengeOutcome
 from acmebridge.domain.issuer_spec import Http01IngressSolver, Rfc2136Solver, Solver
 from acmebridge.domain.journal import AuthorizationRecord, ChallengeRecord, OrderJournal
 from acmebridge.domain.match import CertSummary
-from acmebridge.domain.plan import (
+from acmebridge.domain.observed import (
     AuthzView,
     CheckResult,
     IssuerState,
@@ -31,8 +31,8 @@ from acmebridge.domain.plan import (
     OrderView,
     Settings,
     Written,
-    plan,
 )
+from acmebridge.domain.plan import plan
 from acmebridge.domain.reasons import Reason
 from acmebridge.domain.renewal import RenewalWindow
 from acmebridge.domain.secret import Ownership

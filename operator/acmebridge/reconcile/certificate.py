@@ -25,7 +25,8 @@ from acmebridge.domain.errors import (
     SpecError,
     TLSTrustError,
 )
-from acmebridge.domain.plan import IssuerState, IssuerView, Observed, Settings, plan, urgency
+from acmebridge.domain.observed import IssuerState, IssuerView, Observed, Settings
+from acmebridge.domain.plan import plan, urgency
 from acmebridge.domain.reasons import Reason
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.timefmt import parse_time

@@ -22,7 +22,7 @@ from acmebridge.adapters.acme_messages import ChallengeInfo
 from acmebridge.adapters.kube import Conflict, core_path, group_path
 from acmebridge.domain.errors import AcmeProblem, DnsProblem, short_type
 from acmebridge.domain.journal import AuthorizationRecord, ChallengeRecord
-from acmebridge.domain.plan import CheckResult
+from acmebridge.domain.observed import CheckResult
 from acmebridge.domain.reasons import AuthzState
 from acmebridge.domain.solvers import http01_objects, object_name, owned_by_pod, pod_ready
 from acmebridge.reconcile import dns01

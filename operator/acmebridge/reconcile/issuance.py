@@ -19,7 +19,7 @@ from acmebridge.domain.errors import AcmeProblem, Severity, classify, short_type
 from acmebridge.domain.failures import own_reason, problem_reason
 from acmebridge.domain.journal import OrderJournal
 from acmebridge.domain.keys import PrivateKey
-from acmebridge.domain.plan import IssuerState, IssuerView, Observed
+from acmebridge.domain.observed import IssuerState, IssuerView, Observed
 from acmebridge.domain.reasons import Reason
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.reconcile.accounts import Account, Accounts

@@ -25,7 +25,7 @@ from acmebridge.domain.errors import AcmeProblem
 from acmebridge.domain.issuer_spec import AcmeIssuerSpec
 from acmebridge.domain.keys import PrivateKey, encode_private_key, public_key_fingerprint
 from acmebridge.domain.match import cert_summary
-from acmebridge.domain.plan import Written
+from acmebridge.domain.observed import Written
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.reconcile.runtime import Runtime
 

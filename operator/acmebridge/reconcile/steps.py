@@ -18,7 +18,6 @@ from acmebridge.adapters.acme_messages import (
     OrderInfo,
     choose_chain,
 )
-from acmebridge.adapters.kube import Conflict, core_path
 from acmebridge.domain import actions as a
 from acmebridge.domain import secret as secrets
 from acmebridge.domain.assess import usable
@@ -27,22 +26,14 @@ from acmebridge.domain.failures import ChallengeOutcome
 from acmebridge.domain.journal import AuthorizationRecord, OrderJournal
 from acmebridge.domain.keys import (
     build_csr,
-    encode_private_key,
-    generate_private_key,
-    key_matches_spec,
-    load_private_key,
 )
-from acmebridge.domain.plan import (
-    AuthzView,
-    KeyView,
-    OfferedChallenge,
-    OrderView,
-)
+from acmebridge.domain.observed import AuthzView, OfferedChallenge, OrderView
 from acmebridge.domain.reasons import ConditionType, OrderState, Reason
 from acmebridge.domain.renewal import RenewalWindow
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.reconcile import challenges, cleanup
 from acmebridge.reconcile.issuance import Issuance
+from acmebridge.reconcile.pending_key import ensure_key
 from acmebridge.reconcile.secretwriter import holding, write_tls_secret
 
 log = logging.getLogger("acmebridge.issuance")
@@ -61,7 +52,7 @@ async def perform(work: Issuance, action: a.Action) -> None:
         case a.DropOrder(journal=journal, why=why):
             await _drop(work, journal, why)
         case a.EnsureKey():
-            await _ensure_key(work)
+            await ensure_key(work)
         case a.RecoverOrder():
             await _recover(work)
         case a.NewOrder():
@@ -116,81 +107,6 @@ async def _drop(work: Issuance, journal: OrderJournal, why: str) -> None:
     work.key, work.key_uid = None, None
     work.set_journal(None)
     work.see(key=None, order=None, authorizations={}, checks={}, outcomes=None)
-
-
-async def _ensure_key(work: Issuance) -> None:
-    """Load the pending key, or make it: create first (one write, no read) when no issuance is
-    under way, read first when one is (a restart, or a later step of the same issuance)."""
-    ctx, rt = work.ctx, work.ctx.rt
-    cached = rt.pending_keys.get(ctx.uid)
-    if cached is not None:
-        work.key_uid, work.key = cached
-        work.see(key=KeyView(present=True, existed=True))
-        return
-    path = core_path("secrets", ctx.namespace, secrets.pending_key_name(ctx.name, ctx.uid))
-    fresh = ctx.status.order is None and ctx.status.issuing_since is None
-    existing = None if fresh else await rt.io(rt.kube.get, path)
-    if existing is None:
-        created = await _create_key(work)
-        if created:
-            return
-        existing = await rt.io(rt.kube.get, path)
-        if existing is None:
-            raise AcmeProblem("urn:ietf:params:acme:error:serverInternal", "pending key vanished")
-    meta = existing["metadata"]
-    if not secrets.is_pending_key_secret_for(meta, ctx.uid):
-        work.see(
-            key=KeyView(
-                present=False,
-                conflict=f"Secret '{meta['name']}' exists but was not created by acmebridge "
-                "for this Certificate; delete or rename it",
-            )
-        )
-        return
-    pem = secrets.tls_secret_contents(existing.get("data")).key_pem
-    spec_key = work.spec.private_key
-    key = load_private_key(pem) if pem else None
-    if key is None or not key_matches_spec(key, spec_key.algorithm, spec_key.size):
-        await rt.io(rt.kube.delete, path, uid=meta.get("uid"))
-        await _create_key(work)
-        return
-    work.key, work.key_uid = key, str(meta.get("uid"))
-    rt.pending_keys[ctx.uid] = (work.key_uid, key)
-    work.see(key=KeyView(present=True, existed=True))
-
-
-async def _create_key(work: Issuance) -> bool:
-    """Create the pending-key Secret; False when one exists already."""
-    ctx, rt = work.ctx, work.ctx.rt
-    spec_key = work.spec.private_key
-    current = (
-        secrets.tls_secret_contents((work.secret or {}).get("data")).key_pem
-        if (
-            spec_key.rotation_policy == "Never"
-            and usable(work.observed.secret)
-            and work.observed.secret.state.key_matches_spec
-        )
-        else None
-    )
-    key = (
-        load_private_key(current)
-        if current
-        else await rt.io(generate_private_key, spec_key.algorithm, spec_key.size)
-    )
-    body = secrets.pending_key_secret(
-        certificate_name=ctx.name,
-        certificate_uid=ctx.uid,
-        namespace=ctx.namespace,
-        key_pem=encode_private_key(key, "PKCS8"),
-    )
-    try:
-        created = await rt.io(rt.kube.create, core_path("secrets", ctx.namespace), body)
-    except Conflict:
-        return False
-    work.key, work.key_uid = key, str(created["metadata"]["uid"])
-    rt.pending_keys[ctx.uid] = (work.key_uid, key)
-    work.see(key=KeyView(present=True, existed=False))
-    return True
 
 
 def _identifiers(spec: CertificateSpec) -> list[tuple[IdentifierKind, str]]:
@@ -418,7 +334,7 @@ async def _download(work: Issuance) -> None:
     chains = await rt.io(acct.session.download_chains, acct.ref, view.certificate_url)
     chosen = choose_chain(chains, acct.spec.preferred_chain or None)
     if work.key is None:
-        await _ensure_key(work)
+        await ensure_key(work)
     if work.key is None or not (work.observed.key and work.observed.key.existed):
         # The key the CSR was signed with is gone. After a crash between writing the Secret
         # and finishing, the Secret holds the certificate already: finish. Otherwise (the key
