@@ -33,7 +33,7 @@ from tests.lab.operator_proc import (
 )
 
 from acmebridge.adapters.kube import KubeError, core_path, group_path, ours_path
-from bench import requests_cost
+from bench import cleanup, requests_cost
 from bench.labio import ROOT, BenchKube, ProcFigures, proc_figures, wait_until
 from bench.lego import Rfc2136, tsig_algorithm
 from bench.ready_watch import ReadyWatch, is_ready
@@ -129,6 +129,10 @@ class OperatorUnderTest:
         self.namespace = f"acmebridge-bench-{secrets.token_hex(3)}"
         self.op: OperatorProcess | None = None
         self.watch: ReadyWatch | None = None
+        #: how long the namespace's deletion may take before the benchmark finishes the
+        #: operator's DNS-01 clean-up itself; what happened
+        self.cleanup_timeout = 120.0
+        self.cleanup = ""
 
     def __enter__(self) -> OperatorUnderTest:
         k = self.bench
@@ -153,12 +157,19 @@ class OperatorUnderTest:
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self.watch is not None:
-            self.watch.__exit__()
-        if self.op is not None:
-            self.op.stop()
-        with contextlib.suppress(KubeError):
-            self.bench.kube.delete(core_path("namespaces", None, self.namespace))
+        """Delete the namespace while the operator still runs (it releases its DNS-01
+        finalizers: bench/cleanup.py), then stop the operator and the watch."""
+        try:
+            self.cleanup = cleanup.delete_namespace(
+                self.bench, self.namespace, self.dns, timeout=self.cleanup_timeout
+            )
+        except KubeError as e:
+            self.cleanup = f"namespace {self.namespace}: {e}"
+        finally:
+            if self.watch is not None:
+                self.watch.__exit__()
+            if self.op is not None:
+                self.op.stop()
 
     @property
     def pid(self) -> int:
@@ -254,9 +265,11 @@ class OperatorUnderTest:
         workers: int = 1,
         timeout: float = 900,
         stall: float | None = None,
+        wave: int | None = None,
     ) -> OperatorRun:
         """Create every Certificate (name -> DNS name) back to back, wait for all Ready (or
-        until none has become Ready for ``stall`` seconds)."""
+        until none has become Ready for ``stall`` seconds). With ``wave``, create that many,
+        wait for them, then the next ones: fewer orders in flight at once."""
         assert self.watch is not None
         before = self.snapshot()
         started = time.monotonic()
@@ -268,12 +281,19 @@ class OperatorUnderTest:
                 ours_path("certificates", self.namespace), self.certificate(name, names[name])
             )
 
-        if workers == 1:
-            for name in names:
-                create(name)
-        else:
-            self.bench.in_parallel(create, list(names), workers)
-        self.watch.wait_for(set(names), timeout, stall=stall)
+        order = list(names)
+        size = wave or len(order)
+        deadline = started + timeout
+        for i in range(0, len(order), size):
+            chunk = order[i : i + size]
+            if workers == 1:
+                for name in chunk:
+                    create(name)
+            else:
+                self.bench.in_parallel(create, chunk, workers)
+            left = deadline - time.monotonic()
+            if self.watch.wait_for(set(chunk), max(0.0, left), stall=stall):
+                break  # stalled or out of time: the later waves are not created
         ready = {n: t - started for n, t in self.watch.ready.items() if n in names}
         phases = {
             n: {phase: t - started for phase, t in self.watch.phases.get(n, {}).items()}
@@ -286,6 +306,8 @@ class OperatorUnderTest:
         time.sleep(2)
         after = self.snapshot()
         own = requests_cost.delta(before.own, after.own)
+        # A Certificate of a wave never created counts as not Ready.
+        asked.update({n: seconds for n in names if n not in asked})
         return OperatorRun(
             burst=Burst("acmebridge", self.challenge, asked=asked, ready=ready),
             phases=phases,

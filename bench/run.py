@@ -262,6 +262,12 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=900, help="seconds per burst")
     p.add_argument("--scale-timeout", type=float, default=7200, help="seconds for the scale burst")
     p.add_argument(
+        "--scale-wave",
+        type=int,
+        default=0,
+        help="create the scale run's Certificates in waves of this many (0: all at once)",
+    )
+    p.add_argument(
         "--shared-pebble",
         action="store_true",
         help="use the lab's Pebble instead of the benchmark's own (bench/ca.py says why not)",

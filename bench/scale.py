@@ -33,7 +33,6 @@ from bench.labio import (
     machine,
     proc_figures,
     revision,
-    wait_until,
     write_results,
 )
 from bench.lego import Rfc2136
@@ -142,18 +141,12 @@ def after_all_ready(bench: BenchKube, under: OperatorUnderTest, result: dict[str
 
 
 def delete_namespace(bench: BenchKube, under: OperatorUnderTest) -> None:
+    """With the operator still running, so that it can take its DNS-01 values out and release
+    its finalizers (bench/cleanup.py); then the operator stops."""
     print(">> deleting the benchmark's namespace", flush=True)
-    namespace = under.namespace
+    under.cleanup_timeout = 450
     under.__exit__()
-    try:
-        wait_until(
-            f"namespace {namespace} deleted",
-            lambda: bench.kube.get(core_path("namespaces", None, namespace)) is None,
-            900,
-            interval=5,
-        )
-    except TimeoutError as e:
-        print(f"   {e}; it is still being deleted")
+    print(f"   {under.cleanup}")
 
 
 def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
@@ -168,6 +161,8 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
     print(f"acmebridge scale benchmark, N = {n}, at {meta['revision']}: {meta['machine']}")
     under, note = open_operator(bench, args.server, Rfc2136.from_env(bench.lab.env), stamp)
     result: dict[str, Any] = {"n": n, "challenge": under.challenge, **meta}
+    if args.scale_wave:
+        result["waves_of"] = args.scale_wave
     if note:
         print(f"   {note}measuring HTTP-01")
         result["note"] = note.rstrip("; ")
@@ -175,11 +170,18 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
         under.settle()
         zone = under.dns.zone if under.challenge == "dns-01" and under.dns else "bench.lab.test"
         names = {f"s{i:05d}": f"s{i:05d}-{stamp}.scale.{zone}" for i in range(n)}
-        print(f">> {n} Certificates on one Issuer ({under.challenge})", flush=True)
+        waves = f", in waves of {args.scale_wave}" if args.scale_wave else ""
+        print(f">> {n} Certificates on one Issuer ({under.challenge}{waves})", flush=True)
         stop = threading.Event()
         threading.Thread(target=_progress, args=(under, n, stop), daemon=True).start()
         try:
-            run = under.burst(names, workers=8, timeout=args.scale_timeout, stall=STALL_SECONDS)
+            run = under.burst(
+                names,
+                workers=8,
+                timeout=args.scale_timeout,
+                stall=STALL_SECONDS,
+                wave=args.scale_wave or None,
+            )
         finally:
             stop.set()
         summary = run.burst.summary()
