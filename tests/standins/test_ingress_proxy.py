@@ -1,41 +1,24 @@
 """The ingress stand-in proxies to a real local backend and answers 404/502/503 as it should.
 
-These run without the lab: the API reads come from a small fake holding plain objects, and the
-backend is a real HTTP server on a loopback pod address.
+These run without the lab: the watch caches are filled by hand with plain objects (what a list
+would have put there), and the backend is a real HTTP server on a loopback pod address.
 """
 
 from __future__ import annotations
 
 import http.client
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from tests.lab.standins._podnet import PodNetwork
-from tests.lab.standins.ingress import Router, serve
+from tests.lab.standins.ingress import Caches, Router, serve
 
 NETWORK = PodNetwork()
 SLOT = 250  # high, so a node agent running on this machine is unlikely to use it
-
-
-class FakeApi:
-    """Answers GETs from plain objects: by path, and EndpointSlice lists by service name."""
-
-    def __init__(
-        self,
-        objects: Mapping[str, dict[str, Any]],
-        slices: Mapping[str, list[dict[str, Any]]] | None = None,
-    ) -> None:
-        self.objects, self.slices = objects, slices or {}
-
-    def get(self, path: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
-        if path.endswith("/endpointslices"):
-            service = (query or {})["labelSelector"].removeprefix("kubernetes.io/service-name=")
-            return {"items": self.slices.get(service, [])}
-        return self.objects[path]
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -66,16 +49,18 @@ def backend_port() -> Iterator[int]:
     server.shutdown()
 
 
-def _api(backend_port: int) -> FakeApi:
-    def endpoint_slice(address: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "metadata": {"name": "s"},
-                "addressType": "IPv4",
-                "ports": [{"name": "http", "port": backend_port}],
-                "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
-            }
-        ]
+def _caches(backend_port: int) -> Caches:
+    def endpoint_slice(service: str, address: str) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "name": f"{service}-s",
+                "namespace": "ns",
+                "labels": {"kubernetes.io/service-name": service},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": backend_port}],
+            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        }
 
     def rule(host: str) -> dict[str, Any]:
         backend = {"service": {"name": host.split(".")[0], "port": {"number": 80}}}
@@ -87,22 +72,30 @@ def _api(backend_port: int) -> FakeApi:
         "metadata": {"name": "i", "namespace": "ns"},
         "spec": {"ingressClassName": "lab", "rules": [rule(f"{n}.example") for n in names]},
     }
-    service = {"spec": {"ports": [{"name": "http", "port": 80, "targetPort": backend_port}]}}
-    objects: dict[str, dict[str, Any]] = {
-        "/apis/networking.k8s.io/v1/ingresses": {"items": [ingress]},
-        **{f"/api/v1/namespaces/ns/services/{name}": service for name in names},
-    }
-    slices = {
-        "up": endpoint_slice(NETWORK.pod_ip(SLOT)),
-        "refused": endpoint_slice(NETWORK.pod_ip(SLOT - 1)),  # nothing listens there
-        "outside": endpoint_slice("192.0.2.10"),
-    }
-    return FakeApi(objects, slices)
+    caches = Caches.create()
+    caches.ingresses.replace([ingress])
+    caches.services.replace(
+        [
+            {
+                "metadata": {"name": name, "namespace": "ns"},
+                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": backend_port}]},
+            }
+            for name in names
+        ]
+    )
+    caches.slices.replace(
+        [
+            endpoint_slice("up", NETWORK.pod_ip(SLOT)),
+            endpoint_slice("refused", NETWORK.pod_ip(SLOT - 1)),  # nothing listens there
+            endpoint_slice("outside", "192.0.2.10"),
+        ]
+    )
+    return caches
 
 
 @pytest.fixture(scope="module")
 def ingress_port(backend_port: int) -> Iterator[int]:
-    router = Router(_api(backend_port), ingress_class="lab", network=NETWORK)
+    router = Router.from_caches(_caches(backend_port), ingress_class="lab", network=NETWORK)
     server = serve("127.0.0.1:0", router)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1]
@@ -151,6 +144,6 @@ def test_methods_other_than_get_and_head_are_refused(ingress_port: int) -> None:
 
 
 def test_the_ingress_refuses_to_listen_beyond_loopback() -> None:
-    router = Router(FakeApi({}), ingress_class="lab", network=NETWORK)
+    router = Router.from_caches(Caches.create(), ingress_class="lab", network=NETWORK)
     with pytest.raises(ValueError, match="loopback only"):
         serve("0.0.0.0:0", router)

@@ -1,4 +1,4 @@
-"""The ingress stand-in picks the backend a conforming ingress controller would pick."""
+"""The ingress stand-in picks the backend a conforming ingress controller would pick (pure)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.standins.ingress import (
+from tests.lab.standins._routing import (
     Backend,
     Endpoint,
     host_specificity,

@@ -1,19 +1,17 @@
 """Plays an ingress controller in the lab: routes HTTP requests by the real Ingress objects.
 
-Test-only stand-in. It listens where the ACME server sends HTTP-01 validation requests and, per
-request, reads the Ingresses of its class, the backend Service and that Service's EndpointSlices
-from the API server (no cache, so a route works as soon as the API has it), then proxies GET and
-HEAD to a ready endpoint. Endpoint addresses are on the lab's pod network and are mapped back to
-the loopback address the Pod's process listens on (see ``_podnet``); any other address is
-refused, so no request leaves 127.0.0.0/8, except to the real node's Pods (10.244.1.0/24, `make
-node-up`), which are proxied to directly on the lab's bridge. 404: no rule matches; 503: no
-ready endpoint; 502: the backend refused or failed.
+Test-only stand-in. It listens where the ACME server sends HTTP-01 validation requests and routes
+each request from a watch cache of the cluster's Ingresses, Services and EndpointSlices, as a real
+ingress controller does (``_cache``: list, then watch, list again when a watch expires or
+breaks): it starts serving once all three are listed, and keeps answering from what it last saw
+while the API server restarts or is unreachable, instead of failing the CA's validation. Then it
+proxies GET and HEAD to a ready endpoint. Endpoint addresses are on the lab's pod network and are
+mapped back to the loopback address the Pod's process listens on (see ``_podnet``); any other
+address is refused, so no request leaves 127.0.0.0/8, except to the real node's Pods
+(10.244.1.0/24, `make node-up`), which are proxied to directly on the lab's bridge. 404: no rule
+matches; 503: no ready endpoint; 502: the backend refused or failed.
 
-Matching follows the Ingress API: a host is matched exactly (case-insensitive) or by a
-``*.domain`` wildcard covering one label, a rule without host matches every host; Exact paths
-match the whole path, Prefix (and ImplementationSpecific) paths match whole ``/``-separated
-elements. Rules of all Ingresses of the class are merged, as controllers merge them; the most
-specific host wins, then the longest path, then Exact over Prefix, then the oldest Ingress.
+Which backend a request goes to follows the Ingress API (``_routing``).
 """
 
 from __future__ import annotations
@@ -23,19 +21,25 @@ import contextlib
 import http.client
 import ipaddress
 import logging
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from tests.lab.nodenet import POD_CIDR
-
-from ._kube import ApiError, Kube, setup_logging
+from ._cache import WatchCache
+from ._kube import Kube, ListWatch, setup_logging
 from ._podnet import PodNetwork
+from ._routing import (
+    Backend,
+    Endpoint,
+    in_node_pod_range,
+    request_host,
+    select_backend,
+    select_endpoint,
+)
 
 JSON = dict[str, Any]
-CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 # Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
 HOP_BY_HOP = {
     "connection",
@@ -47,200 +51,90 @@ HOP_BY_HOP = {
     "transfer-encoding",
     "upgrade",
 }
-HOST_EXACT, HOST_WILDCARD, HOST_ANY = 2, 1, 0
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+SYNC_TIMEOUT = 60.0
 
 log = logging.getLogger("standins.ingress")
 
 
-# ---- matching (pure) -----------------------------------------------------------------------
+class Store(Protocol):
+    """What routing reads: the objects a watch cache holds (``_cache.WatchCache``)."""
+
+    def items(self) -> list[JSON]: ...
+
+    def get(self, namespace: str, name: str) -> JSON | None: ...
+
+    def labelled(self, namespace: str, label: str, value: str) -> list[JSON]: ...
 
 
 @dataclass(frozen=True)
-class Backend:
-    """A Service port an Ingress sends a request to; ``route`` says which rule, for the log."""
+class Caches:
+    """The three resources an ingress controller watches, cluster-wide."""
 
-    namespace: str
-    service: str
-    port_number: int | None
-    port_name: str | None
-    route: str
+    ingresses: WatchCache
+    services: WatchCache
+    slices: WatchCache
 
+    @classmethod
+    def create(cls) -> Caches:
+        return cls(
+            ingresses=WatchCache("/apis/networking.k8s.io/v1/ingresses"),
+            services=WatchCache("/api/v1/services"),
+            slices=WatchCache("/apis/discovery.k8s.io/v1/endpointslices"),
+        )
 
-def is_ours(ingress: JSON, ingress_class: str) -> bool:
-    """The class field decides; without it the legacy annotation; without both, ours."""
-    named = ingress.get("spec", {}).get("ingressClassName")
-    if named:
-        return bool(named == ingress_class)
-    annotated = (ingress.get("metadata", {}).get("annotations") or {}).get(CLASS_ANNOTATION)
-    return annotated in (None, "", ingress_class)
+    def all(self) -> tuple[WatchCache, ...]:
+        return (self.ingresses, self.services, self.slices)
 
+    def start(self, kube: ListWatch, stop: threading.Event) -> None:
+        for cache in self.all():
+            cache.start(kube, stop)
 
-def request_host(header: str) -> str:
-    """The Host header without port, lowercased, without a trailing dot."""
-    host = header.strip().lower()
-    if host.startswith("["):  # [IPv6]:port
-        return host[1 : host.find("]")]
-    if host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    return host.rstrip(".")
-
-
-def host_specificity(rule_host: str | None, host: str) -> int | None:
-    """How specifically ``rule_host`` matches ``host`` (higher wins), or None for no match."""
-    if not rule_host:
-        return HOST_ANY
-    rule_host = rule_host.lower()
-    if rule_host.startswith("*."):
-        first, dot, rest = host.partition(".")
-        return HOST_WILDCARD if first and dot and rest == rule_host[2:] else None
-    return HOST_EXACT if rule_host == host else None
-
-
-def path_matches(path_type: str, rule_path: str, path: str) -> bool:
-    """Exact: the same string. Prefix: every ``/`` element of the rule starts the path.
-
-    ``/foo`` matches ``/foo``, ``/foo/`` and ``/foo/bar`` but not ``/foobar``; a trailing
-    slash in the rule is ignored, and ``/`` matches everything.
-    """
-    if path_type == "Exact":
-        return path == rule_path
-    wanted = rule_path.rstrip("/").split("/")
-    return path.split("/")[: len(wanted)] == wanted
-
-
-def _backend(ingress: JSON, ref: JSON, route: str) -> Backend | None:
-    service = ref.get("service")
-    if not service:  # a `resource` backend names no Service: not routable here
-        return None
-    port = service.get("port") or {}
-    return Backend(
-        namespace=ingress["metadata"]["namespace"],
-        service=service["name"],
-        port_number=port.get("number"),
-        port_name=port.get("name"),
-        route=route,
-    )
-
-
-def _age(ingress: JSON) -> tuple[str, str, str]:
-    meta = ingress["metadata"]
-    return (meta.get("creationTimestamp", ""), meta["namespace"], meta["name"])
-
-
-def select_backend(
-    ingresses: Iterable[JSON], *, host: str, path: str, ingress_class: str
-) -> Backend | None:
-    """The backend for a request, or None when no rule and no default backend applies."""
-    ours = sorted((i for i in ingresses if is_ours(i, ingress_class)), key=_age)
-    best: tuple[tuple[int, int, bool], Backend] | None = None
-    for ingress in ours:
-        name = f"{ingress['metadata']['namespace']}/{ingress['metadata']['name']}"
-        for rule in ingress.get("spec", {}).get("rules") or []:
-            specificity = host_specificity(rule.get("host"), host)
-            if specificity is None:
-                continue
-            for entry in (rule.get("http") or {}).get("paths") or []:
-                rule_path = entry.get("path") or "/"
-                path_type = entry.get("pathType", "ImplementationSpecific")
-                if not path_matches(path_type, rule_path, path):
-                    continue
-                # Older Ingresses come first, so on a full tie the strict `>` keeps the oldest.
-                rank = (specificity, len(rule_path.rstrip("/")), path_type == "Exact")
-                route = f"ingress {name}, {path_type} {rule_path}"
-                backend = _backend(ingress, entry.get("backend") or {}, route)
-                if backend is not None and (best is None or rank > best[0]):
-                    best = (rank, backend)
-    if best is not None:
-        return best[1]
-    for ingress in ours:
-        default = ingress.get("spec", {}).get("defaultBackend")
-        if default:
-            name = f"{ingress['metadata']['namespace']}/{ingress['metadata']['name']}"
-            return _backend(ingress, default, f"ingress {name}, default backend")
-    return None
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    address: str
-    port: int
-
-
-def select_endpoint(service: JSON, slices: Sequence[JSON], backend: Backend) -> Endpoint | None:
-    """A ready endpoint of the Service port the backend names, or None when there is none.
-
-    The EndpointSlice port is the one named like the Service port (the endpointslice
-    controller resolves named target ports per Pod); a numeric targetPort is the fallback.
-    """
-    service_port = next(
-        (
-            p
-            for p in service.get("spec", {}).get("ports") or []
-            if (backend.port_number is not None and p.get("port") == backend.port_number)
-            or (backend.port_name is not None and p.get("name") == backend.port_name)
-        ),
-        None,
-    )
-    if service_port is None:
-        return None
-    port_name = service_port.get("name") or ""
-    target = service_port.get("targetPort", service_port.get("port"))
-    for endpoint_slice in sorted(slices, key=lambda s: str(s["metadata"]["name"])):
-        if endpoint_slice.get("addressType") != "IPv4":
-            continue
-        ports = [p for p in endpoint_slice.get("ports") or [] if (p.get("name") or "") == port_name]
-        port = ports[0].get("port") if ports else target
-        if not isinstance(port, int):
-            continue
-        for endpoint in endpoint_slice.get("endpoints") or []:
-            # A missing `ready` means unknown, which consumers should take as ready.
-            if (endpoint.get("conditions") or {}).get("ready") is False:
-                continue
-            if endpoint.get("addresses"):
-                return Endpoint(endpoint["addresses"][0], port)
-    return None
-
-
-def in_node_pod_range(address: str) -> bool:
-    """True for a Pod address of the lab's real node (make node-up): reachable on its bridge."""
-    try:
-        return ipaddress.ip_address(address) in ipaddress.ip_network(POD_CIDR)
-    except ValueError:
-        return False
-
-
-# ---- serving -------------------------------------------------------------------------------
-
-
-class ApiReader(Protocol):
-    def get(self, path: str, query: Mapping[str, str] | None = None) -> JSON: ...
+    def wait_synced(self, timeout: float) -> list[str]:
+        """The paths not listed within ``timeout`` (all caches share it); empty when synced."""
+        deadline = time.monotonic() + timeout
+        return [
+            c.path for c in self.all() if not c.wait_synced(max(0.0, deadline - time.monotonic()))
+        ]
 
 
 class Router:
-    """Reads what a request needs from the API server, one request at a time."""
+    """Answers what a request needs from the watch caches; never asks the API server itself."""
 
-    def __init__(self, kube: ApiReader, *, ingress_class: str, network: PodNetwork) -> None:
-        self.kube = kube
+    def __init__(
+        self,
+        *,
+        ingresses: Store,
+        services: Store,
+        slices: Store,
+        ingress_class: str,
+        network: PodNetwork,
+    ) -> None:
+        self.ingresses, self.services, self.slices = ingresses, services, slices
         self.ingress_class = ingress_class
         self.network = network
 
+    @classmethod
+    def from_caches(cls, caches: Caches, *, ingress_class: str, network: PodNetwork) -> Router:
+        return cls(
+            ingresses=caches.ingresses,
+            services=caches.services,
+            slices=caches.slices,
+            ingress_class=ingress_class,
+            network=network,
+        )
+
     def backend(self, host: str, path: str) -> Backend | None:
-        ingresses = self.kube.get("/apis/networking.k8s.io/v1/ingresses").get("items") or []
+        ingresses = self.ingresses.items()
         return select_backend(ingresses, host=host, path=path, ingress_class=self.ingress_class)
 
     def endpoint(self, backend: Backend) -> Endpoint | None:
-        ns, name = backend.namespace, backend.service
-        try:
-            service = self.kube.get(f"/api/v1/namespaces/{ns}/services/{name}")
-        except ApiError as error:
-            if error.status == 404:
-                return None
-            raise
-        slices = self.kube.get(
-            f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
-            {"labelSelector": f"kubernetes.io/service-name={name}"},
-        )
-        return select_endpoint(service, slices.get("items") or [], backend)
+        service = self.services.get(backend.namespace, backend.service)
+        if service is None:
+            return None
+        slices = self.slices.labelled(backend.namespace, SERVICE_NAME_LABEL, backend.service)
+        return select_endpoint(service, slices, backend)
 
 
 def make_handler(router: Router) -> type[BaseHTTPRequestHandler]:
@@ -364,9 +258,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging("ingress")
     network = PodNetwork(pod_prefix=args.pod_network_prefix, loopback_prefix=args.pod_ip_prefix)
-    router = Router(Kube(args.kubeconfig), ingress_class=args.ingress_class, network=network)
+    caches = Caches.create()
+    caches.start(Kube(args.kubeconfig), threading.Event())
+    # Like a controller, it serves once it knows the cluster: the lab's probe waits for the port.
+    unsynced = caches.wait_synced(SYNC_TIMEOUT)
+    if unsynced:
+        raise SystemExit(f"ingress: no list of {', '.join(unsynced)} after {SYNC_TIMEOUT:.0f}s")
+    router = Router.from_caches(caches, ingress_class=args.ingress_class, network=network)
     server = serve(args.listen, router)
-    log.info("routing Ingresses of class %r on %s", args.ingress_class, args.listen)
+    log.info(
+        "routing Ingresses of class %r on %s from a watch cache (%d Ingresses, %d Services, "
+        "%d EndpointSlices)",
+        args.ingress_class,
+        args.listen,
+        len(caches.ingresses),
+        len(caches.services),
+        len(caches.slices),
+    )
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 
