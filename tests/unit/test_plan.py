@@ -32,7 +32,7 @@ from acmebridge.domain.observed import (
     Settings,
     Written,
 )
-from acmebridge.domain.plan import plan
+from acmebridge.domain.plan import plan, ready_condition_changed, urgency
 from acmebridge.domain.reasons import Reason
 from acmebridge.domain.renewal import RenewalWindow
 from acmebridge.domain.secret import Ownership
@@ -746,3 +746,79 @@ def test_every_observed_state_leads_to_a_step(
     if isinstance(got, a.FetchOrder):
         assert view is None
         assert answered is not None or authz_state == "valid" or order_state != "pending"
+
+
+@pytest.mark.parametrize(
+    ("j", "why"),
+    [
+        pytest.param(journal(spec_hash="old"), "spec changed", id="an order for an older spec"),
+        pytest.param(journal(account_uri="other"), "account changed", id="another account's"),
+        pytest.param(journal(expires=NOW - timedelta(1)), "expired", id="an expired order"),
+    ],
+)
+def test_an_unusable_order_is_dropped_saying_why(j: OrderJournal, why: str) -> None:
+    got = plan(issuing(j))
+    assert isinstance(got, a.DropOrder) and why in got.why, got
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        pytest.param(a.Wait(1, Reason.VALIDATING, "", False), 0, id="an order being validated"),
+        pytest.param(a.Wait(1, Reason.FINALIZING, "", False), 0, id="an order being finalized"),
+        pytest.param(a.Wait(1, Reason.WAITING_FOR_SELF_CHECK, "", False), 1, id="a solver"),
+        pytest.param(a.NotReady(Reason.ISSUER_NOT_FOUND, "", None), 2, id="everything else"),
+    ],
+)
+def test_work_further_along_is_more_urgent(action: a.Terminal, expected: int) -> None:
+    assert urgency(action) == expected
+
+
+@pytest.mark.parametrize(
+    ("previous", "news"),
+    [
+        pytest.param(None, True, id="no Ready condition yet"),
+        pytest.param(Condition("Ready", "False", "Issuing", "", 1, NOW), True, id="not ready"),
+        pytest.param(Condition("Ready", "True", "Ready", "", 0, NOW), True, id="older generation"),
+        pytest.param(Condition("Ready", "True", "Ready", "", 1, NOW), False, id="the same"),
+    ],
+)
+def test_ready_news(previous: Condition | None, news: bool) -> None:
+    assert ready_condition_changed(previous, "Ready", 1) is news
+
+
+def test_a_ca_that_does_not_answer_keeps_what_it_said_and_asks_again_later() -> None:
+    kept = record(NOW + timedelta(days=50))
+    got = settle(replace(CURRENT, renewal_info=kept), None)
+    assert got.renewal_info == replace(kept, recheck_at=NOW + timedelta(hours=6))
+
+
+def test_renewal_info_of_another_certificate_is_not_used() -> None:
+    other = replace(record(NOW + timedelta(days=1)), cert_id="another")
+    got = plan(
+        observed(status=replace(CURRENT, renewal_info=other), issuer=ARI, renewal_fetched=True)
+    )
+    assert isinstance(got, a.Settle) and got.renewal_info is None
+
+
+def test_a_renewal_the_ca_forced_counts_for_the_next_certificate() -> None:
+    forced = record(NOW - timedelta(hours=3), guarded=True, early_renewals=1)
+    valid = issuing(journal(ANSWERED), order=OrderView("valid", certificate_url="https://ca/c"))
+    written = Written(
+        replace(LEAF, not_before=NOW, not_after=NOW + timedelta(days=90)), "aki.0b", "aia", None
+    )
+    given = replace(
+        valid,
+        status=replace(valid.status, renewal_info=forced),
+        written=written,
+        cleaned=True,
+        issuer=ARI,
+        renewal_window=RenewalWindow(NOW - timedelta(days=2), NOW - timedelta(days=1)),
+        renewal_fetched=True,
+    )
+    got = plan(given)
+    assert isinstance(got, a.Finish) and got.renewal_info is not None
+    # Two in a row now: the new certificate is held back four floors (36 days of 90).
+    assert got.renewal_info.early_renewals == 2 and got.renewal_info.guarded
+    assert got.renew_at == NOW + timedelta(days=36)
+    assert got.guard_message and "held back" in got.guard_message

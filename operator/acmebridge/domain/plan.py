@@ -122,8 +122,6 @@ def _unusable(journal: OrderJournal, spec_hash: str, o: Observed) -> str:
         return "the Certificate's spec changed"
     if journal.account_uri != o.issuer.account_uri:
         return "the issuer's ACME account changed"
-    if journal.finished:
-        return f"the order is {journal.state}"
     return "the order expired"
 
 
