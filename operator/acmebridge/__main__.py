@@ -112,6 +112,79 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--log-format", choices=("text", "json"), default=None)
     p.add_argument("--log-level", default=None)
     p.add_argument("--verbose", action="store_true", help="debug logging")
+    _mtls_arguments(p)
+
+
+def _mtls_arguments(p: argparse.ArgumentParser) -> None:
+    """Workload mTLS (docs/mtls.md): off unless --mtls."""
+    p.add_argument(
+        "--mtls",
+        action="store_true",
+        default=None,
+        help="workload mTLS: serve the admission webhook and keep a Certificate per opted-in "
+        "Deployment, StatefulSet and DaemonSet (off by default)",
+    )
+    p.add_argument("--webhook-address", default=None, help="webhook listen address")
+    p.add_argument("--webhook-port", type=int, default=None, help="webhook port (default 9443)")
+    p.add_argument(
+        "--webhook-service",
+        default=None,
+        metavar="NAMESPACE/NAME",
+        help="the Service the API server calls the webhook through (in a cluster)",
+    )
+    p.add_argument(
+        "--webhook-url",
+        default=None,
+        help="the URL the API server calls the webhook at, https://host:port (outside a cluster)",
+    )
+    p.add_argument(
+        "--webhook-configuration",
+        default=None,
+        help="name of the MutatingWebhookConfiguration (default acmebridge)",
+    )
+    p.add_argument(
+        "--webhook-cert-duration",
+        type=float,
+        default=None,
+        help="seconds: lifetime of the webhook's serving certificate (default 90 days)",
+    )
+    p.add_argument(
+        "--workload-dns-names-template",
+        default=None,
+        help='dns-names for workloads that give none, e.g. "{name}.{namespace}.mesh.example.com"',
+    )
+    p.add_argument(
+        "--workload-duration",
+        default=None,
+        help="certificate lifetime of workloads without acmebridge.io/duration (default 24h)",
+    )
+    p.add_argument("--spiffe-trust-domain", default=None, help="default cluster.local")
+    p.add_argument("--cluster-domain", default=None, help="default cluster.local")
+
+
+def _mtls_overrides(args: argparse.Namespace) -> dict[str, object]:
+    from acmebridge.domain.durations import parse_go_duration
+
+    overrides: dict[str, object] = {}
+    for field in (
+        "mtls",
+        "webhook_address",
+        "webhook_port",
+        "webhook_service",
+        "webhook_url",
+        "webhook_configuration",
+        "workload_dns_names_template",
+        "spiffe_trust_domain",
+        "cluster_domain",
+    ):
+        value = getattr(args, field, None)
+        if value is not None:
+            overrides[field] = value
+    if getattr(args, "webhook_cert_duration", None) is not None:
+        overrides["webhook_cert_duration"] = timedelta(seconds=args.webhook_cert_duration)
+    if getattr(args, "workload_duration", None) is not None:
+        overrides["workload_duration"] = parse_go_duration(args.workload_duration)
+    return overrides
 
 
 def _config(args: argparse.Namespace) -> OperatorConfig:
@@ -151,6 +224,7 @@ def _config(args: argparse.Namespace) -> OperatorConfig:
         overrides["ari_recheck_max"] = timedelta(seconds=args.ari_recheck_max)
     if args.verbose:
         overrides["log_level"] = "DEBUG"
+    overrides.update(_mtls_overrides(args))
     return replace(cfg, **overrides)  # type: ignore[arg-type]
 
 
@@ -168,6 +242,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         metrics = PrometheusMetrics.serve(cfg.metrics_address, cfg.metrics_port)
     handlers.install(handlers.Operator(cfg, metrics))
+    if cfg.mtls:
+        from acmebridge.handlers import mtls
+
+        mtls.install(cfg)
     asyncio.run(
         kopf.operator(
             clusterwide=not cfg.namespaces,

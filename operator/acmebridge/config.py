@@ -57,6 +57,29 @@ class OperatorConfig:
     metrics_address: str = "0.0.0.0"
     log_format: str = "text"
     log_level: str = "INFO"
+    #: workload mTLS (docs/mtls.md): watch Deployments, StatefulSets, DaemonSets and Namespaces,
+    #: serve the admission webhook, keep one Certificate per opted-in workload
+    mtls: bool = False
+    #: where the admission webhook listens
+    webhook_address: str = "0.0.0.0"
+    webhook_port: int = 9443
+    #: how the API server reaches the webhook: the Service "<namespace>/<name>" in the cluster,
+    #: or a URL (https://host:port) when the operator runs outside it
+    webhook_service: str = ""
+    webhook_url: str = ""
+    #: the MutatingWebhookConfiguration whose caBundle the operator keeps; its serving
+    #: material lives in the Secret "<name>-webhook-tls" in cluster_resource_namespace
+    webhook_configuration: str = "acmebridge"
+    #: lifetime of the webhook's serving certificate (renewed at two thirds)
+    webhook_cert_duration: timedelta = timedelta(days=90)
+    #: dns-names template for workloads whose annotations and issuer give none
+    workload_dns_names_template: str = ""
+    #: certificate lifetime for workloads without acmebridge.io/duration
+    workload_duration: timedelta = timedelta(hours=24)
+    #: SPIFFE trust domain of acmebridge.io/spiffe URI SANs
+    spiffe_trust_domain: str = "cluster.local"
+    #: the cluster's DNS domain: names under it cannot be validated by an ACME CA
+    cluster_domain: str = "cluster.local"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -115,4 +138,32 @@ class OperatorConfig:
             metrics_address=e.get("ACMEBRIDGE_METRICS_ADDRESS", d.metrics_address),
             log_format=e.get("ACMEBRIDGE_LOG_FORMAT", d.log_format),
             log_level=e.get("ACMEBRIDGE_LOG_LEVEL", d.log_level),
+            mtls=e.get("ACMEBRIDGE_MTLS", "false").lower() in ("1", "true", "yes"),
+            webhook_address=e.get("ACMEBRIDGE_WEBHOOK_ADDRESS", d.webhook_address),
+            webhook_port=int(e.get("ACMEBRIDGE_WEBHOOK_PORT", d.webhook_port)),
+            webhook_service=e.get("ACMEBRIDGE_WEBHOOK_SERVICE", d.webhook_service),
+            webhook_url=e.get("ACMEBRIDGE_WEBHOOK_URL", d.webhook_url),
+            webhook_configuration=e.get(
+                "ACMEBRIDGE_WEBHOOK_CONFIGURATION", d.webhook_configuration
+            ),
+            webhook_cert_duration=timedelta(
+                seconds=float(
+                    e.get(
+                        "ACMEBRIDGE_WEBHOOK_CERT_DURATION_SECONDS",
+                        d.webhook_cert_duration.total_seconds(),
+                    )
+                )
+            ),
+            workload_dns_names_template=e.get(
+                "ACMEBRIDGE_WORKLOAD_DNS_NAMES_TEMPLATE", d.workload_dns_names_template
+            ),
+            workload_duration=timedelta(
+                seconds=float(
+                    e.get(
+                        "ACMEBRIDGE_WORKLOAD_DURATION_SECONDS", d.workload_duration.total_seconds()
+                    )
+                )
+            ),
+            spiffe_trust_domain=e.get("ACMEBRIDGE_SPIFFE_TRUST_DOMAIN", d.spiffe_trust_domain),
+            cluster_domain=e.get("ACMEBRIDGE_CLUSTER_DOMAIN", d.cluster_domain),
         )

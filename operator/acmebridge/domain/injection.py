@@ -43,7 +43,7 @@ class Injection:
 
 def volume(*, secret_name: str, trust_bundle: bool) -> dict[str, Any]:
     """Pure: the projected volume: tls.crt and tls.key from the Secret, ca.crt from the trust
-    bundle when the namespace has one, else from the Secret."""
+    bundle when the namespace has one, else from the Secret (when it has one)."""
     secret_items = [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}]
     sources: list[dict[str, Any]] = []
     if trust_bundle:
@@ -57,8 +57,9 @@ def volume(*, secret_name: str, trust_bundle: bool) -> dict[str, Any]:
             }
         )
     else:
-        items = [*secret_items, {"key": "ca.crt", "path": "ca.crt"}]
-        sources.append({"secret": {"name": secret_name, "items": items}})
+        # No item list: ca.crt is absent from a Secret whose root could not be proven, and a
+        # listed key that is missing would keep the volume from mounting at all.
+        sources.append({"secret": {"name": secret_name}})
     return {
         "name": VOLUME_NAME,
         "projected": {"sources": sources, "defaultMode": FILE_MODE},

@@ -39,7 +39,8 @@ __all__ = [
 
 #: the CA lives this many serving-certificate lifetimes
 CA_LIFETIMES = 10
-#: backdating, for API servers whose clocks run a little behind
+#: backdating, for API servers whose clocks run a little behind (at most a tenth of the
+#: lifetime, so that short test lifetimes still renew at about two thirds)
 BACKDATE = timedelta(minutes=5)
 ORGANISATION = "acmebridge"
 
@@ -155,7 +156,7 @@ def _ca(now: datetime, lifetime: timedelta) -> tuple[x509.Certificate, ec.Ellipt
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
+        .not_valid_before(now - min(BACKDATE, lifetime / 10))
         .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
@@ -197,7 +198,7 @@ def _leaf(
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
+        .not_valid_before(now - min(BACKDATE, lifetime / 10))
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)

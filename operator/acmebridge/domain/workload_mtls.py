@@ -68,9 +68,11 @@ ISSUER_TEMPLATE = PREFIX + "dns-names-template"
 SEEN_CERTIFICATE = PREFIX + "certificate-sha256"
 #: on the pod template: the certificate a rolling restart was made for
 RESTARTED_FOR = PREFIX + "restarted-for"
-WORKLOAD_KIND_LABEL = PREFIX + "workload-kind"
-WORKLOAD_NAME_LABEL = PREFIX + "workload-name"
-WORKLOAD_UID_LABEL = PREFIX + "workload-uid"
+# The Secret gets these through the Certificate's secretTemplate, which may not use the
+# acmebridge.io/ prefix (the certificate reconcile's own labels); hence a prefix of their own.
+WORKLOAD_KIND_LABEL = "workload.acmebridge.io/kind"
+WORKLOAD_NAME_LABEL = "workload.acmebridge.io/name"
+WORKLOAD_UID_LABEL = "workload.acmebridge.io/uid"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "acmebridge"}
 
 DEFAULT_MOUNT_PATH = "/var/run/acmebridge"

@@ -28,6 +28,8 @@ from acmebridge.reconcile.accounts import Accounts
 from acmebridge.reconcile.certificate import reconcile_certificate
 from acmebridge.reconcile.ingresses import IngressShim
 from acmebridge.reconcile.issuer import reconcile_issuer
+from acmebridge.reconcile.mtls import PLURALS as MTLS_PLURALS
+from acmebridge.reconcile.mtls import MtlsController
 from acmebridge.reconcile.queue import Next, WorkQueue
 from acmebridge.reconcile.runtime import Metrics, ObjectKey, Runtime, key_of
 
@@ -46,6 +48,8 @@ class Operator:
         self.issuer_failures: dict[ObjectKey, int] = {}
         self.queue: WorkQueue | None = None
         self.ingresses: IngressShim | None = None
+        #: workload mTLS (--mtls), handlers/mtls.py
+        self.mtls: MtlsController | None = None
 
     async def start(self) -> None:
         try:
@@ -64,6 +68,8 @@ class Operator:
         self.rt.wake = self.queue.add
         self.rt.health.on_change(self._server_changed)
         self.ingresses = IngressShim(self.rt, wake=self.queue.add, forget=self.queue.forget)
+        if self.config.mtls:
+            self.mtls = MtlsController(self.rt, wake=self.queue.add, forget=self.queue.forget)
         await self.queue.start()
 
     def _count_kube_request(self, method: str, status: int, resource: str) -> None:
@@ -91,6 +97,9 @@ class Operator:
                 if plural == "ingresses":
                     assert self.ingresses is not None
                     return await self.ingresses.reconcile(key)
+                if plural in MTLS_PLURALS:
+                    assert self.mtls is not None
+                    return await self.mtls.reconcile(key)
                 if plural == "certificates":
                     return await reconcile_certificate(self.rt, key, self.accounts)
                 # Issuers first when many objects are due: each gates its Certificates.
@@ -112,6 +121,11 @@ class Operator:
             return
         body = dict(event.get("object") or {})
         key = key_of(body, plural)
+        if self.mtls is not None:
+            if plural == "certificates":
+                self.mtls.certificate_seen(body)
+            else:
+                self.mtls.issuer_seen(key)
         if plural == "certificates" and self.ingresses is not None:
             gone = event.get("type") == "DELETED"
             self.ingresses.certificate_seen(key, self.rt.cache.get(key), None if gone else body)
