@@ -71,6 +71,8 @@ class OperatorRun:
     everyone_refused: Counter[requests_cost.Key]
     #: certificate -> phase (bench.stats.phase_of) -> seconds since the burst started
     phases: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Certificates created (fewer than the burst's names when a wave stalled)
+    created: int = 0
 
     def own_cost(self) -> requests_cost.Cost:
         """The operator's own requests per certificate."""
@@ -120,8 +122,10 @@ class OperatorUnderTest:
         *,
         server: str,
         dns: Rfc2136 | None = None,
+        start_at_once: bool = True,
     ) -> None:
         self.lab = lab
+        self.start_at_once = start_at_once
         self.server = server
         self.bench = bench
         self.challenge = challenge
@@ -140,21 +144,26 @@ class OperatorUnderTest:
         try:
             k.ensure_namespace(CLUSTER_RESOURCE_NAMESPACE)
             self.watch = ReadyWatch(k, self.namespace).__enter__()
-            extra = [f"--namespace={self.namespace}"]
-            if self.challenge == "dns-01" and self.dns is not None:
-                # The lab's zone names no NS host a resolver knows: BIND is its only server,
-                # so the propagation check asks BIND (docs/dns01.md).
-                extra.append(f"--dns01-nameservers={self.dns.nameserver}")
-            self.op = start_operator(
-                self.lab.env,
-                name=f"bench-operator-{self.challenge}",
-                extra=extra,
-                verbose=False,
-            )
+            if self.start_at_once:
+                self.start()
         except BaseException:
             self.__exit__()
             raise
         return self
+
+    def start(self) -> None:
+        """Start the operator (at once on entering, unless ``start_at_once`` is False)."""
+        extra = [f"--namespace={self.namespace}"]
+        if self.challenge == "dns-01" and self.dns is not None:
+            # The lab's zone names no NS host a resolver knows: BIND is its only server,
+            # so the propagation check asks BIND (docs/dns01.md).
+            extra.append(f"--dns01-nameservers={self.dns.nameserver}")
+        self.op = start_operator(
+            self.lab.env,
+            name=f"bench-operator-{self.challenge}",
+            extra=extra,
+            verbose=False,
+        )
 
     def __exit__(self, *_: object) -> None:
         """Delete the namespace while the operator still runs (it releases its DNS-01
@@ -176,7 +185,7 @@ class OperatorUnderTest:
         assert self.op is not None
         return self.op.proc.pid
 
-    def create_issuer(self, timeout: float = 60) -> None:
+    def create_issuer(self, timeout: float = 60, *, wait: bool = True) -> None:
         k = self.bench.kube
         if self.challenge == "dns-01":
             assert self.dns is not None
@@ -191,6 +200,11 @@ class OperatorUnderTest:
         k.create(
             ours_path("issuers", self.namespace), manifests.issuer(self.namespace, ISSUER, spec)
         )
+        if wait:
+            self.wait_issuer(timeout)
+
+    def wait_issuer(self, timeout: float = 60) -> None:
+        k = self.bench.kube
         wait_until(
             "the benchmark's Issuer Ready",
             lambda: is_ready(k.get(ours_path("issuers", self.namespace, ISSUER))),
@@ -307,9 +321,11 @@ class OperatorUnderTest:
         after = self.snapshot()
         own = requests_cost.delta(before.own, after.own)
         # A Certificate of a wave never created counts as not Ready.
+        created = len(asked)
         asked.update({n: seconds for n in names if n not in asked})
         return OperatorRun(
             burst=Burst("acmebridge", self.challenge, asked=asked, ready=ready),
+            created=created,
             phases=phases,
             seconds=seconds,
             cpu_seconds=after.proc.cpu_seconds - before.proc.cpu_seconds,

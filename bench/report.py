@@ -187,16 +187,20 @@ def growth(before: float | None, after: float | None) -> float | None:
 
 
 def is_scale_key(key: str) -> bool:
-    """Keys the scale run writes (``rss_mib_5000``, ``idle_cpu_percent``, ``scale``)."""
-    return key in ("scale", "idle_cpu_percent") or key.startswith("rss_mib_")
+    """Keys the scale runs write (``rss_mib_5000``, ``idle_cpu_percent``, ``scale``,
+    ``scale_adopted``)."""
+    return key == "idle_cpu_percent" or key.startswith(("scale", "rss_mib_"))
 
 
 def merge_results(
     previous: Mapping[str, Any], current: Mapping[str, Any], *, scale: bool
 ) -> dict[str, Any]:
-    """latest.json after a run: the run's own keys replaced, the other kind's kept, so that one
-    file holds the last default run and the last scale run."""
-    kept = {k: v for k, v in previous.items() if is_scale_key(k) != scale}
+    """latest.json after a run, so that one file holds the last default run and the last scale
+    runs: a default run replaces every key but the scale runs'; a scale run replaces the keys it
+    writes and keeps the rest (the issuance and the adoption scale runs write different ones)."""
+    if scale:
+        return {**previous, **current}
+    kept = {k: v for k, v in previous.items() if is_scale_key(k)}
     return {**kept, **current}
 
 

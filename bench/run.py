@@ -268,6 +268,11 @@ def main() -> int:
         help="create the scale run's Certificates in waves of this many (0: all at once)",
     )
     p.add_argument(
+        "--scale-adopt",
+        action="store_true",
+        help="scale by adopting ready-made Secrets instead of issuing (bench/adopt.py)",
+    )
+    p.add_argument(
         "--shared-pebble",
         action="store_true",
         help="use the lab's Pebble instead of the benchmark's own (bench/ca.py says why not)",
@@ -286,9 +291,9 @@ def main() -> int:
 
 def run(args: argparse.Namespace, bench: BenchKube) -> int:
     if args.scale:
-        from bench.scale import run_scale
+        from bench.scale import run_adopted, run_scale
 
-        return run_scale(args, bench)
+        return run_adopted(args, bench) if args.scale_adopt else run_scale(args, bench)
 
     started = datetime.now(UTC)
     stamp = int(time.time())

@@ -388,10 +388,16 @@ def test_a_default_run_keeps_the_last_scale_runs_keys_and_replaces_its_own() -> 
     assert merged == {"n": 200, "p50_seconds": 9.0, "rss_mib_5000": 150, "scale": {"n": 5000}}
 
 
-def test_a_scale_run_keeps_the_default_runs_keys() -> None:
-    previous = {"n": 200, "rss_mib_5000": 150, "idle_cpu_percent": 3.0, "profile": {}}
-    merged = report.merge_results(previous, {"rss_mib_5000": 120, "scale": {}}, scale=True)
-    assert merged == {"n": 200, "rss_mib_5000": 120, "scale": {}, "profile": {}}
+def test_a_scale_run_keeps_the_default_runs_keys_and_the_other_scale_runs() -> None:
+    previous = {"n": 200, "rss_mib_5000": 150, "idle_cpu_percent": 3.0, "scale": {"n": 1}}
+    merged = report.merge_results(previous, {"rss_mib_5000": 120, "scale_adopted": {}}, scale=True)
+    assert merged == {
+        "n": 200,
+        "rss_mib_5000": 120,
+        "idle_cpu_percent": 3.0,
+        "scale": {"n": 1},
+        "scale_adopted": {},
+    }
 
 
 def test_growth_is_relative_to_the_figure_before() -> None:
