@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from acmebridge.adapters.kube import Conflict, KubeError, core_path
 from acmebridge.domain import webhook_config, webhook_tls
+from acmebridge.domain.secret import label_value
 from acmebridge.domain.webhook_tls import Plan, ServingMaterial
 from acmebridge.reconcile.runtime import Runtime
 
@@ -106,7 +107,7 @@ class WebhookServing:
         if secret is None:
             return None
         labels = (secret.get("metadata") or {}).get("labels") or {}
-        if labels.get(SERVING_LABEL) != self.rt.config.webhook_configuration:
+        if labels.get(SERVING_LABEL) != label_value(self.rt.config.webhook_configuration):
             raise ServingError(
                 f"Secret {self.namespace}/{self.secret_name} exists but was not written by "
                 f"acmebridge (no label {SERVING_LABEL}); delete it or choose another "
@@ -129,7 +130,7 @@ class WebhookServing:
                 "name": self.secret_name,
                 "namespace": self.namespace,
                 "labels": {
-                    SERVING_LABEL: self.rt.config.webhook_configuration,
+                    SERVING_LABEL: label_value(self.rt.config.webhook_configuration),
                     "app.kubernetes.io/managed-by": "acmebridge",
                 },
             },

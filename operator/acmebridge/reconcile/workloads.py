@@ -133,11 +133,11 @@ async def reconcile_workload(ctl: MtlsCore, key: ObjectKey) -> float | None:
 
 
 def _issuer_spec(issuer: Mapping[str, Any] | None) -> AcmeIssuerSpec | None:
-    acme = ((issuer or {}).get("spec") or {}).get("acme")
-    if acme is None:
+    spec = (issuer or {}).get("spec")
+    if not spec:
         return None
     try:
-        return AcmeIssuerSpec.from_body(acme)
+        return AcmeIssuerSpec.from_body(spec)
     except SpecError:
         return None  # the issuer's own status says what is wrong
 
