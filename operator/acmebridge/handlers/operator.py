@@ -23,7 +23,6 @@ from acmebridge import logs
 from acmebridge.adapters.kube import Kube
 from acmebridge.config import OperatorConfig
 from acmebridge.domain.solvers import SOLVER_LABEL
-from acmebridge.metrics import PrometheusMetrics
 from acmebridge.reconcile.accounts import Accounts
 from acmebridge.reconcile.certificate import reconcile_certificate
 from acmebridge.reconcile.ingresses import IngressShim
@@ -62,7 +61,7 @@ class Operator:
         executor = ThreadPoolExecutor(
             max_workers=self.config.concurrency, thread_name_prefix="acmebridge-io"
         )
-        kube = Kube(api, on_request=self._count_kube_request)
+        kube = Kube(api, on_request=self.metrics.kube_request)
         self.rt = Runtime(config=self.config, kube=kube, executor=executor, metrics=self.metrics)
         self.queue = WorkQueue(self._reconcile, workers=self.config.concurrency)
         self.rt.wake = self.queue.add
@@ -71,14 +70,6 @@ class Operator:
         if self.config.mtls:
             self.mtls = MtlsController(self.rt, wake=self.queue.add, forget=self.queue.forget)
         await self.queue.start()
-
-    def _count_kube_request(self, method: str, status: int, resource: str) -> None:
-        # Metrics.kube_request (reconcile/runtime.py) takes no resource yet; the Prometheus
-        # metrics label requests by resource, for the benchmark's API cost per issuance.
-        if isinstance(self.metrics, PrometheusMetrics):
-            self.metrics.kube_request(method, status, resource)
-        else:
-            self.metrics.kube_request(method, status)
 
     async def stop(self) -> None:
         if self.queue is not None:
