@@ -100,6 +100,7 @@ ACMEBRIDGE_* variable) so that `kubectl describe pod` shows the whole configurat
   StatefulSet ordinal (the highest one is active), expanded by the kubelet from POD_INDEX. */}}
 - --priority=$(POD_INDEX)
 {{- end }}
+{{- include "acmebridge.mtlsArgs" . }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}

@@ -34,6 +34,7 @@ __all__ = [
     "ClientConfig",
     "ca_bundle_patch",
     "configuration",
+    "excluded_namespaces",
     "namespace_selector",
 ]
 
@@ -76,7 +77,9 @@ class ClientConfig:
 def namespace_selector(*, namespaces: Sequence[str], excluded: Sequence[str]) -> dict[str, Any]:
     """Pure: the namespaces the webhooks see: the served ones, or all but ``excluded``."""
     if namespaces:
-        values = sorted(set(namespaces) - set(excluded))
+        # Serving only excluded namespaces leaves them in: the match conditions still keep
+        # everything that did not opt in away, and an empty "In" matches nothing.
+        values = sorted(set(namespaces) - set(excluded)) or sorted(set(namespaces))
         expression = {"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": values}
     else:
         expression = {
@@ -85,6 +88,13 @@ def namespace_selector(*, namespaces: Sequence[str], excluded: Sequence[str]) ->
             "values": sorted(set(excluded)),
         }
     return {"matchExpressions": [expression]}
+
+
+def excluded_namespaces(*, service_namespace: str, cluster_resource_namespace: str) -> list[str]:
+    """Pure: the namespaces the webhooks never see: kube-system and the operator's own, so that
+    the webhook can never keep the Pods that serve it from starting."""
+    names = ["kube-system", service_namespace, cluster_resource_namespace]
+    return sorted({n for n in names if n})
 
 
 def _opted_in(path_to_metadata: str) -> list[dict[str, str]]:

@@ -191,11 +191,14 @@ class WebhookServing:
             pass  # changed meanwhile; the next look patches it
 
     def excluded(self) -> tuple[str, ...]:
-        """Namespaces the webhook never sees: its own Pods must never wait for themselves."""
         cfg = self.rt.config
         service_namespace = cfg.webhook_service.partition("/")[0] if cfg.webhook_service else ""
-        names = ["kube-system", service_namespace, cfg.cluster_resource_namespace]
-        return tuple(dict.fromkeys(n for n in names if n))
+        return tuple(
+            webhook_config.excluded_namespaces(
+                service_namespace=service_namespace,
+                cluster_resource_namespace=cfg.cluster_resource_namespace,
+            )
+        )
 
     async def refresh(self) -> timedelta:
         """One look: renew if due, re-register; returns how long until the next look."""
