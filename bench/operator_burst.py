@@ -73,6 +73,8 @@ class OperatorRun:
     phases: dict[str, dict[str, float]] = field(default_factory=dict)
     #: Certificates created (fewer than the burst's names when a wave stalled)
     created: int = 0
+    #: Node -> solver Pods of the burst that ran on it
+    solver_nodes: dict[str, int] = field(default_factory=dict)
 
     def own_cost(self) -> requests_cost.Cost:
         """The operator's own requests per certificate."""
@@ -327,6 +329,7 @@ class OperatorUnderTest:
             burst=Burst("acmebridge", self.challenge, asked=asked, ready=ready),
             created=created,
             phases=phases,
+            solver_nodes=dict(Counter(self.watch.solver_nodes.values())),
             seconds=seconds,
             cpu_seconds=after.proc.cpu_seconds - before.proc.cpu_seconds,
             rss_mib=after.proc.rss_mib,

@@ -58,6 +58,9 @@ class ReadyWatch:
         self.ready: dict[str, float] = {}
         #: certificate -> phase -> when it was first seen
         self.phases: dict[str, dict[str, float]] = {}
+        #: solver Pod -> the Node it ran on: the lab's node stand-in (``lab-node``, local
+        #: processes) or its real node (``lab-kubelet``, containers), which differ in speed
+        self.solver_nodes: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._changed = threading.Condition(self._lock)
@@ -115,8 +118,11 @@ class ReadyWatch:
     def _note_pod(self, event_type: str, pod: dict[str, Any]) -> None:
         now = time.monotonic()
         certificate = (pod.get("metadata", {}).get("labels") or {}).get(CERTIFICATE_LABEL)
-        if certificate:
-            with self._lock:
+        node = (pod.get("spec") or {}).get("nodeName")
+        with self._lock:
+            if node:
+                self.solver_nodes[pod["metadata"]["name"]] = node
+            if certificate:
                 phases = self.phases.setdefault(certificate, {})
                 phases.setdefault(solver_pod_phase(event_type, pod), now)
 

@@ -92,6 +92,7 @@ def operator_dict(run: OperatorRun, one: float | None, n: int) -> dict[str, Any]
         "api_everyone": everyone.as_dict(),
         "api_other_kinds_per_certificate": _round(other, 2),
         "phases": phases,
+        "solver_pods_on": run.solver_nodes,
         "apiserver_requests_per_second": _round(sum(run.everyone_requests.values()) / run.seconds),
     }
 
@@ -203,6 +204,9 @@ def measure(
             )
         )
         rows.append(report.figure_row("operator RSS after the burst", ours_run.rss_mib, "MiB"))
+        if ours_run.solver_nodes:
+            nodes = ", ".join(f"{k} {v}" for k, v in sorted(ours_run.solver_nodes.items()))
+            rows.append((f"  solver Pods ran on: {nodes}", "", "", "", "", ""))
         rows += report.cost_rows("the operator's own", ours_run.own_cost(), own=True)
         everyone, other = ours_run.everyone_cost()
         rows += report.cost_rows(
