@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Mapping
@@ -10,6 +11,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from tests.lab import labfiles
+from tests.lab.nodecluster import AGENT_NODE
+from tests.lab.nodelayout import NODE_LABEL
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,19 @@ class Lab:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr.strip()}")
         return result.stdout
+
+    def real_node_ready(self) -> bool:
+        """True while the lab's real node (`make node-up`) is Ready: its scheduler then places
+        every Pod, and the node-agent stand-in binds none (it still runs Pods bound to it)."""
+        out = self.kubectl("get", "nodes", "-l", f"{NODE_LABEL}=kubelet", "-o", "json")
+        return any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for node in json.loads(out)["items"]
+            for c in node.get("status", {}).get("conditions") or []
+        )
+
+    def node_agent_placement(self) -> dict[str, str]:
+        """Pod spec fields for a test Pod that the node-agent stand-in must run: none while it
+        binds Pods itself, its Node's name while the real node is up (whose scheduler would put
+        the Pod on the real node, where a process stand-in's command has no image to run in)."""
+        return {"nodeName": AGENT_NODE} if self.real_node_ready() else {}

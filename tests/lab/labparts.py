@@ -234,6 +234,9 @@ def kube_apiserver(layout: Layout, ports: Ports) -> Component:
             # authenticates the API server by this client certificate.
             f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.pem'}",
             f"--kubelet-client-key={pki / 'apiserver-kubelet-client-key.pem'}",
+            # The kubelet's address (10.244.1.1, --node-ip), not its name: `lab-kubelet`
+            # resolves nowhere, and the default order tries the Hostname first.
+            "--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP",
             # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints validation
             # refuses (loopback); nothing in the lab reaches the API server through that Service.
             "--endpoint-reconciler-type=none",

@@ -3,15 +3,19 @@
 The lab's servers listen on 127.0.0.1 only, and from inside a Pod 127.0.0.1 is the Pod itself.
 This relay listens on the host's address on the node's bridge (10.244.1.1) and forwards each TCP
 connection, byte for byte, to the same port on 127.0.0.1 (TLS stays end to end: the client
-verifies the real server's certificate). It also answers DNS on port 53 of the bridge address by
-asking the lab's DNS (pebble-challtestsrv, which answers every name with 127.0.0.1) and replacing
-127.0.0.1 in the answers with the bridge address: the same host, as a Pod sees it. It binds to
-nothing but the bridge address, which exists only on the lab's bridge.
+verifies the real server's certificate). It also relays DNS over UDP: on port 53 of the bridge
+address from the lab's DNS (pebble-challtestsrv, which answers every name with 127.0.0.1), and on
+BIND's port from BIND, replacing 127.0.0.1 in the answers with the bridge address: the same host,
+as a Pod sees it. It binds to nothing but the bridge address, which exists only on the lab's
+bridge.
 
-    python -m tests.lab.labrelay --listen 10.244.1.1 --tcp 14000 --tcp 6443:41234 --dns 8053
+    python -m tests.lab.labrelay --listen 10.244.1.1 --tcp 14000 --tcp 6443:41234 \
+        --dns 53:8053 --dns 8054 --tcp 8054
 
 ``--tcp P`` forwards bridge:P to 127.0.0.1:P; ``--tcp P:Q`` forwards bridge:P to 127.0.0.1:Q.
-Standard library only.
+``--dns`` takes the same forms for DNS over UDP (DNS over TCP is forwarded as it is, by
+``--tcp``: zone transfers and RFC 2136 updates carry no addresses to rewrite). Standard library
+only.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import signal
@@ -146,17 +151,24 @@ def _port_pair(text: str) -> tuple[int, int]:
     return int(listen), int(target or listen)
 
 
-async def serve(listen: str, tcp: Sequence[tuple[int, int]], dns_target: int | None) -> None:
+async def serve(
+    listen: str, tcp: Sequence[tuple[int, int]], dns: Sequence[tuple[int, int]]
+) -> None:
     servers = [await _serve_tcp(listen, port, target) for port, target in tcp]
     for port, target in tcp:
         log.info("relaying %s:%d -> 127.0.0.1:%d", listen, port, target)
-    if dns_target is not None:
-        replacement = ipaddress.IPv4Address(listen).packed
+    replacement = ipaddress.IPv4Address(listen).packed
+    for port, target in dns:
         await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: _DnsRelay(dns_target, replacement), local_addr=(listen, 53)
+            functools.partial(_DnsRelay, target, replacement),
+            local_addr=(listen, port),
         )
         log.info(
-            "answering DNS on %s:53 from 127.0.0.1:%d (127.0.0.1 -> %s)", listen, dns_target, listen
+            "answering DNS on %s:%d from 127.0.0.1:%d (127.0.0.1 -> %s)",
+            listen,
+            port,
+            target,
+            listen,
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -171,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True, help="the bridge address")
     parser.add_argument("--tcp", action="append", default=[], type=_port_pair)
-    parser.add_argument("--dns", type=int, default=None, help="the lab's DNS port on 127.0.0.1")
+    parser.add_argument(
+        "--dns", action="append", default=[], type=_port_pair, help="P[:Q]: DNS over UDP"
+    )
     args = parser.parse_args(argv)
     if ipaddress.IPv4Address(args.listen).is_loopback:
         parser.error("the relay listens on the bridge address, not on loopback")

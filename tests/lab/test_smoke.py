@@ -238,7 +238,9 @@ http.server.HTTPServer((host, 8089), Handler).serve_forever()
 """
 
 
-def _solver_objects(namespace: str, name: str, token: str, key_authz: str) -> list[dict[str, Any]]:
+def _solver_objects(
+    namespace: str, name: str, token: str, key_authz: str, placement: dict[str, str]
+) -> list[dict[str, Any]]:
     labels = {"acmebridge.io/solver": "true", "app": name}
     pod = {
         "apiVersion": "v1",
@@ -256,7 +258,9 @@ def _solver_objects(namespace: str, name: str, token: str, key_authz: str) -> li
                     "ports": [{"containerPort": 8089}],
                     "readinessProbe": {"tcpSocket": {"port": 8089}, "periodSeconds": 1},
                 }
-            ]
+            ],
+            # Bound to the node agent's Node while the real node is up (Lab.node_agent_placement).
+            **placement,
         },
     }
     service = {
@@ -325,7 +329,8 @@ def test_pebble_issues_after_http01_through_the_ingress_and_a_node_agent_pod(
     response, key_authz = challenge.response_and_validation(acme.net.key)
     token = challenge.chall.encode("token")
 
-    for obj in _solver_objects(namespace, "solver", token, key_authz):
+    placement = lab.node_agent_placement()
+    for obj in _solver_objects(namespace, "solver", token, key_authz, placement):
         lab.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj))
     # Pebble validates once; answer only when the whole route (DNS aside) serves the token.
     wait_for(

@@ -4,6 +4,10 @@ Each test creates its own objects in a fresh namespace and waits (bounded) for w
 endpointslice controller and an ingress controller would produce. The Pod is a small Python HTTP
 server started from its own command line with ``$(POD_IP)``; it answers with its name and the
 address it listens on, so a test learns where the process runs from the response itself.
+
+While the lab's real node is up (`make node-up`), the node agent binds no Pod: the scheduler
+places every Pod on the real node. The tests then create their Pods bound to the agent's Node,
+which it runs as before; everything but the binding is tested the same way.
 """
 
 from __future__ import annotations
@@ -45,7 +49,13 @@ def api(lab: Lab) -> Kube:
     return Kube(str(lab.kubeconfig))
 
 
-def _pod_spec(name: str, *, labelled: bool = True, command: list[str] | None = None) -> JSONObj:
+def _pod_spec(
+    name: str,
+    *,
+    placement: dict[str, str],
+    labelled: bool = True,
+    command: list[str] | None = None,
+) -> JSONObj:
     labels = {"app": name, **({"acmebridge.io/solver": "test"} if labelled else {})}
     container = {
         "name": "server",
@@ -64,6 +74,7 @@ def _pod_spec(name: str, *, labelled: bool = True, command: list[str] | None = N
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "containers": [container],
+            **placement,
         },
     }
 
@@ -71,8 +82,10 @@ def _pod_spec(name: str, *, labelled: bool = True, command: list[str] | None = N
 class Namespace:
     """The objects of one test namespace, read and written through the real API server."""
 
-    def __init__(self, api: Kube, name: str) -> None:
+    def __init__(self, api: Kube, name: str, placement: dict[str, str]) -> None:
         self.api, self.name = api, name
+        # Empty, or the agent's Node while the real node is up (Lab.node_agent_placement).
+        self.placement = placement
 
     def path(self, plural: str, name: str = "") -> str:
         group = "/apis/networking.k8s.io/v1" if plural == "ingresses" else "/api/v1"
@@ -123,8 +136,8 @@ class Namespace:
 
 
 @pytest.fixture
-def ns(api: Kube, namespace: str) -> Namespace:
-    return Namespace(api, namespace)
+def ns(api: Kube, namespace: str, lab: Lab) -> Namespace:
+    return Namespace(api, namespace, lab.node_agent_placement())
 
 
 def _condition(pod: JSONObj, kind: str) -> str | None:
@@ -152,7 +165,7 @@ def _http_get(port: int, host: str, path: str) -> tuple[int, str]:
 def test_a_labelled_pod_runs_is_ready_and_is_reached_through_its_ingress(
     ns: Namespace, lab: Lab
 ) -> None:
-    ns.create("pods", _pod_spec("web"))
+    ns.create("pods", _pod_spec("web", placement=ns.placement))
     ports = [{"name": "http", "port": 80, "targetPort": "http"}]
     ns.create(
         "services",
@@ -167,7 +180,8 @@ def test_a_labelled_pod_runs_is_ready_and_is_reached_through_its_ingress(
 
     pod = ns.wait_pod("web", "Ready")
     pod_ip = pod["status"]["podIP"]
-    assert pod["spec"]["nodeName"], "the Pod was bound to the lab's node"
+    # Bound by the agent, or by the test while the real node is up.
+    assert pod["spec"]["nodeName"] == "lab-node", "the Pod was bound to the agent's node"
     assert pod["status"]["phase"] == "Running"
     # EndpointSlices refuse loopback addresses, so Pods report a pod-network address.
     assert not ipaddress.ip_address(pod_ip).is_loopback
@@ -200,7 +214,7 @@ def test_a_labelled_pod_runs_is_ready_and_is_reached_through_its_ingress(
 
 
 def test_deleting_a_pod_stops_its_process_and_removes_the_pod(ns: Namespace) -> None:
-    ns.create("pods", _pod_spec("doomed"))
+    ns.create("pods", _pod_spec("doomed", placement=ns.placement))
     pid = _pid(ns.wait_pod("doomed", "Ready"))
     assert Path(f"/proc/{pid}").exists()
 
@@ -211,14 +225,15 @@ def test_deleting_a_pod_stops_its_process_and_removes_the_pod(ns: Namespace) -> 
 
 
 def test_an_unlabelled_pod_stays_pending_and_untouched(ns: Namespace) -> None:
-    created = ns.create("pods", _pod_spec("ignored", labelled=False))
+    created = ns.create("pods", _pod_spec("ignored", placement=ns.placement, labelled=False))
     # A labelled Pod created afterwards becoming Ready shows the agent has seen both.
-    ns.create("pods", _pod_spec("witness"))
+    ns.create("pods", _pod_spec("witness", placement=ns.placement))
     ns.wait_pod("witness", "Ready")
 
     pod = ns.get("pods", "ignored")
     assert pod is not None
-    assert not pod["spec"].get("nodeName")
+    # Unbound, or bound to the agent's Node by the test itself: either way not run.
+    assert pod["spec"].get("nodeName") == ns.placement.get("nodeName")
     assert pod["status"].get("phase") == "Pending"
     assert pod["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"], (
         "nobody wrote to it"
@@ -227,7 +242,7 @@ def test_an_unlabelled_pod_stays_pending_and_untouched(ns: Namespace) -> None:
 
 def test_a_pod_whose_process_exits_reports_the_exit_code(ns: Namespace) -> None:
     command = ["python3", "-c", "import sys; print('bye'); sys.exit(3)"]
-    ns.create("pods", _pod_spec("quitter", command=command))
+    ns.create("pods", _pod_spec("quitter", placement=ns.placement, command=command))
 
     pod = ns.wait_pod("quitter", "Failed")
     state = pod["status"]["containerStatuses"][0]["state"]
@@ -237,7 +252,9 @@ def test_a_pod_whose_process_exits_reports_the_exit_code(ns: Namespace) -> None:
 
 def test_a_pod_ignoring_sigterm_is_killed_after_a_capped_grace_period(ns: Namespace) -> None:
     pod = _pod_spec(
-        "stubborn", command=["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]
+        "stubborn",
+        placement=ns.placement,
+        command=["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
     )
     pod["spec"]["terminationGracePeriodSeconds"] = 300
     del pod["spec"]["containers"][0]["readinessProbe"], pod["spec"]["containers"][0]["ports"]
