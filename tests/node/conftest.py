@@ -8,8 +8,10 @@ node-up`, what `make node-up` runs), builds the operator's image when dist/ has 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.lab)
 
 
+def image_id(archive: Path = IMAGE_ARCHIVE) -> str:
+    """The image's ID as the kubelet reports it (its config's digest): the names do not tell,
+    since the node tags the image under a second name (tests/lab/nodeimages.py)."""
+    with tarfile.open(archive) as outer:
+
+        def blob(digest: str) -> dict[str, object]:
+            member = outer.extractfile(f"blobs/sha256/{digest.split(':')[1]}")
+            assert member is not None
+            loaded: dict[str, object] = json.loads(member.read())
+            return loaded
+
+        index = json.loads(outer.extractfile("index.json").read())  # type: ignore[union-attr]
+        manifest = blob(index["manifests"][0]["digest"])
+    return str(manifest["config"]["digest"])  # type: ignore[index]
+
+
 def _run(*argv: str, timeout: float) -> None:
     result = subprocess.run(
         list(argv), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
@@ -36,6 +54,15 @@ def _run(*argv: str, timeout: float) -> None:
     print(result.stdout, end="")
     if result.returncode != 0:
         pytest.fail(f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    from tests.chart.chart import helm_binary
+
+    found = helm_binary()
+    assert found is not None, "helm is not built: `make lab-bin`"
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -8,172 +8,62 @@ Pods are real containers of the same image, reached by the lab's ingress at thei
 
 The tests run in file order and share the release: installed and Ready, then a certificate
 issued through a real solver Pod, then the operator Pod deleted in the middle of an order, then
+a DNS-01 certificate through the lab's BIND (reached by the Pod through the node's relay), then
 the Pod Security refusal of a root Pod, last `helm uninstall`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from tests.chart.chart import CHART, render, run_helm, workload
-from tests.conftest import TEST_LABEL
+from tests.chart.chart import render, workload
+from tests.lab import manifests
 from tests.lab.labenv import Lab
+from tests.lab.labparts import BIND_PORT
+from tests.lab.nodenet import BRIDGE_ADDRESS
 from tests.lab.waits import wait_for
-from tests.node.conftest import IMAGE, IMAGE_ARCHIVE
+from tests.node.conftest import IMAGE_ARCHIVE, image_id
+from tests.node.release import (
+    JSON,
+    TIMEOUT,
+    Release,
+    certificate,
+    condition,
+    events,
+    is_ready,
+    kubectl_json,
+    metrics,
+    operator_pods,
+    pebble_issuer,
+    stamp,
+    wait_ready_certificate,
+)
+from tests.node.release import release as make_release
 
-JSON = dict[str, Any]
-PEBBLE_FROM_PODS = "https://pebble:14000/dir"
-TIMEOUT = 120
-
-
-@dataclass(frozen=True)
-class Release:
-    name: str
-    namespace: str
-    values: Path
-
-    def helm(self, helm: Path, lab: Lab, *args: str) -> str:
-        return run_helm(helm, *args, env={"KUBECONFIG": str(lab.kubeconfig)})
-
-
-def kubectl_json(lab: Lab, *args: str) -> JSON:
-    out = lab.kubectl(*args, "-o", "json")
-    return json.loads(out) if out.strip() else {}
-
-
-def operator_pods(lab: Lab, release: Release) -> list[JSON]:
-    selector = f"app.kubernetes.io/instance={release.name}"
-    items = kubectl_json(lab, "-n", release.namespace, "get", "pods", "-l", selector)["items"]
-    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
-
-
-def condition(obj: JSON, kind: str) -> JSON:
-    found = [c for c in obj.get("status", {}).get("conditions") or [] if c["type"] == kind]
-    return found[0] if found else {}
-
-
-def ready_pod(lab: Lab, release: Release) -> JSON | None:
-    pods = operator_pods(lab, release)
-    ready = [p for p in pods if condition(p, "Ready").get("status") == "True"]
-    return ready[0] if len(pods) == 1 and ready else None
-
-
-def wait_ready_certificate(lab: Lab, namespace: str, name: str) -> JSON:
-    def ready() -> JSON | None:
-        cert = kubectl_json(lab, "-n", namespace, "get", "certificate", name)
-        return cert if condition(cert, "Ready").get("status") == "True" else None
-
-    return wait_for(ready, timeout=TIMEOUT, describe=f"Certificate {namespace}/{name} Ready")
-
-
-def stamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    from tests.chart.chart import helm_binary
-
-    found = helm_binary()
-    assert found is not None, "helm is not built: `make lab-bin`"
-    return found
+BIND_FROM_PODS = f"{BRIDGE_ADDRESS}:{BIND_PORT}"
 
 
 @pytest.fixture(scope="module")
 def release(
     lab: Lab, node: str, helm: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Release]:
-    suffix = secrets.token_hex(3)
-    namespace = f"node-chart-{suffix}"
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": namespace,
-            "labels": {TEST_LABEL: "true", "pod-security.kubernetes.io/enforce": "restricted"},
-        },
-    }
-    lab.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
-    repository, tag = IMAGE.rsplit(":", 1)
-    values = tmp_path_factory.mktemp("node-chart") / "values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            {
-                "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-                "namespaces": [namespace],
-                "clusterResourceNamespace": namespace,
-                "allowedACMEServers": [PEBBLE_FROM_PODS],
-                # Where the lab's ingress listens; the Pod resolves names through the node's DNS.
-                "http01": {"selfCheckPort": lab.http01_port},
-                "backoffCapSeconds": 20,
-            }
-        )
-    )
-    rel = Release(f"acmebridge-{suffix}", namespace, values)
-    try:
-        yield rel
-    finally:
-        run_helm(
-            helm,
-            "uninstall",
-            rel.name,
-            "-n",
-            namespace,
-            "--ignore-not-found",
-            env={"KUBECONFIG": str(lab.kubeconfig)},
-        )
-        lab.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    folder = tmp_path_factory.mktemp("node-chart")
+    # The DNS-01 check asks the lab's BIND where a Pod reaches it: through the node's relay.
+    bind = {"nameservers": [BIND_FROM_PODS]}
+    yield from make_release(lab, helm, folder, "node-chart", dns01=bind)
 
 
-def pebble_issuer(lab: Lab, namespace: str, name: str) -> JSON:
-    ca = base64.b64encode(lab.pebble_tls_ca.read_bytes()).decode()
-    return {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": "Issuer",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "acme": {
-                "server": PEBBLE_FROM_PODS,
-                "caBundle": ca,
-                "privateKeySecretRef": {"name": f"{name}-account"},
-                "solvers": [{"http01": {"ingress": {"ingressClassName": lab.ingress_class}}}],
-            }
-        },
-    }
-
-
-def certificate(namespace: str, name: str) -> JSON:
-    return {
-        "apiVersion": "acmebridge.io/v1alpha1",
-        "kind": "Certificate",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "secretName": f"{name}-tls",
-            "issuerRef": {"name": "pebble"},
-            "dnsNames": [f"{name}.{namespace}.node.lab.test"],
-        },
-    }
-
-
-def events(lab: Lab, namespace: str, kind: str, name: str) -> list[JSON]:
-    selector = f"involvedObject.kind={kind},involvedObject.name={name}"
-    items: list[JSON] = kubectl_json(
-        lab, "-n", namespace, "get", "events", "--field-selector", selector
-    )["items"]
-    return items
+def ready_pod(lab: Lab, release: Release) -> JSON | None:
+    pods = operator_pods(lab, release)
+    ready = [p for p in pods if is_ready(p)]
+    return ready[0] if len(pods) == 1 and ready else None
 
 
 # The tests, in order.
@@ -183,27 +73,14 @@ def test_helm_install_runs_the_operator_as_a_ready_pod(
     lab: Lab, node: str, helm: Path, release: Release
 ) -> None:
     started = time.monotonic()
-    release.helm(
-        helm,
-        lab,
-        "install",
-        release.name,
-        str(CHART),
-        "-n",
-        release.namespace,
-        "--values",
-        str(release.values),
-        "--wait",
-        "--timeout",
-        "120s",
-    )
+    release.install(helm, lab)
     print(f"\nhelm install --wait took {time.monotonic() - started:.1f}s")
     deployment = kubectl_json(lab, "-n", release.namespace, "get", "deployment", release.name)
     assert condition(deployment, "Available").get("status") == "True", deployment.get("status")
     pod = wait_for(lambda: ready_pod(lab, release), timeout=TIMEOUT, describe="operator Pod Ready")
     assert pod["spec"]["nodeName"] == node
     status = pod["status"]["containerStatuses"][0]
-    assert status["image"].endswith(IMAGE.split("/", 1)[1]), status["image"]
+    assert status["imageID"] == image_id(), status
     container_started = stamp(status["state"]["running"]["startedAt"])
     ready_at = stamp(condition(pod, "Ready")["lastTransitionTime"])
     size_mb = IMAGE_ARCHIVE.stat().st_size / 1e6
@@ -215,14 +92,34 @@ def test_helm_install_runs_the_operator_as_a_ready_pod(
     # from the Pod's address on the lab's bridge.
     pod_ip = pod["status"]["podIP"]
     assert pod_ip.startswith("10.244.1."), pod_ip
-    result = subprocess.run(
-        ["curl", "-sf", "--max-time", "5", f"http://{pod_ip}:9402/metrics"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0 and "acmebridge_" in result.stdout, result.stderr
+    assert "acmebridge_" in metrics(pod)
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def apiserver_dials_kubelets_by_address(lab: Lab) -> bool:
+    """Whether the lab's running kube-apiserver has --kubelet-preferred-address-types (labparts):
+    without it, it dials the Node's name `lab-kubelet`, which resolves nowhere."""
+    record = json.loads((Path(lab.env["LAB_DIR"]) / "run" / "kube-apiserver.pid").read_text())
+    argv = Path(f"/proc/{record['pid']}/cmdline").read_bytes().split(b"\0")
+    return any(arg.startswith(b"--kubelet-preferred-address-types=InternalIP") for arg in argv)
+
+
+def test_kubectl_logs_and_exec_reach_the_kubelet(lab: Lab, release: Release) -> None:
+    if not apiserver_dials_kubelets_by_address(lab):
+        pytest.skip(
+            "the lab's kube-apiserver was started before it dialled kubelets by address "
+            "(--kubelet-preferred-address-types): `kubectl logs` reaches the node from the lab's "
+            "next start (`make lab-down lab-up` when nobody else uses the lab)"
+        )
+    pod = ready_pod(lab, release)
+    assert pod is not None
+    name = pod["metadata"]["name"]
+    assert "acmebridge" in lab.kubectl("-n", release.namespace, "logs", name)
+    # No shell in the image: the exec runs the image's Python.
+    uid = lab.kubectl(
+        "-n", release.namespace, "exec", name, "--", "python", "-c", "import os; print(os.getuid())"
+    )
+    assert uid.strip() == "65532"
 
 
 def test_a_certificate_is_issued_through_a_real_solver_pod(
@@ -235,17 +132,7 @@ def test_a_certificate_is_issued_through_a_real_solver_pod(
     secret = kubectl_json(lab, "-n", ns, "get", "secret", cert["spec"]["secretName"])
     assert secret["type"] == "kubernetes.io/tls"
     # The solver ran as a container on the node (the kubelet started it, from the loaded image),
-    # and is gone once the certificate is issued.
-    solver_events = [
-        e
-        for e in kubectl_json(lab, "-n", ns, "get", "events")["items"]
-        if e["involvedObject"]["kind"] == "Pod"
-        and "solver" in e["involvedObject"]["name"]
-        and e["reason"] in ("Pulled", "Started", "Killing")
-    ]
-    reasons = {e["reason"] for e in solver_events}
-    assert {"Started", "Killing"} <= reasons, solver_events
-    assert all(e["source"].get("component") == "kubelet" for e in solver_events)
+    # and is gone once the certificate is issued: the kubelet stopped it ("Killing").
     wait_for(
         lambda: (
             not kubectl_json(lab, "-n", ns, "get", "pods", "-l", "acmebridge.io/solver")["items"]
@@ -253,6 +140,22 @@ def test_a_certificate_is_issued_through_a_real_solver_pod(
         timeout=60,
         describe="the solver Pod to be removed",
     )
+
+    def solver_events() -> list[JSON]:
+        return [
+            e
+            for e in kubectl_json(lab, "-n", ns, "get", "events")["items"]
+            if e["involvedObject"]["kind"] == "Pod"
+            and "solver" in e["involvedObject"]["name"]
+            and e["reason"] in ("Pulled", "Started", "Killing")
+        ]
+
+    found = wait_for(
+        lambda: (e := solver_events()) and {"Started", "Killing"} <= {x["reason"] for x in e} and e,
+        timeout=30,
+        describe=lambda: f"the kubelet's Started and Killing events: {solver_events()}",
+    )
+    assert all(e["source"].get("component") == "kubelet" for e in found)
 
 
 def test_the_operator_pod_deleted_mid_order_is_replaced_and_the_order_resumes(
@@ -288,6 +191,28 @@ def test_the_operator_pod_deleted_mid_order_is_replaced_and_the_order_resumes(
         if "created ACME order" in e.get("message", "")
     }
     assert len(orders) == 1, f"more than one order at Pebble: {orders}"
+
+
+def test_a_dns01_certificate_is_issued_from_the_pod_through_the_labs_bind(
+    lab: Lab, release: Release
+) -> None:
+    """RFC 2136 updates from the operator's Pod reach BIND through the node's relay; Pebble
+    validates through BIND on the host; the operator's own check asks BIND as the Pod sees it."""
+    ns = release.namespace
+    lab.kubectl("apply", "-f", "-", stdin=json.dumps(manifests.tsig_secret(ns, lab.env)))
+    solver = manifests.dns01_solver({**lab.env, "BIND_ADDR": BIND_FROM_PODS})
+    issuer = pebble_issuer(lab, ns, "bind")
+    issuer["spec"]["acme"]["solvers"] = [solver]
+    lab.kubectl("apply", "-f", "-", stdin=json.dumps(issuer))
+    name = f"n{ns.rsplit('-', 1)[1]}.{lab.env['BIND_ZONE']}"
+    cert = certificate(ns, "dns", issuer="bind")
+    cert["spec"]["dnsNames"] = [f"*.{name}", name]
+    lab.kubectl("apply", "-f", "-", stdin=json.dumps(cert))
+    done = wait_ready_certificate(lab, ns, "dns")
+    secret = kubectl_json(lab, "-n", ns, "get", "secret", done["spec"]["secretName"])
+    assert secret["type"] == "kubernetes.io/tls"
+    log = (Path(lab.env["LAB_DIR"]) / "logs" / "named.log").read_text(errors="replace")
+    assert f"_acme-challenge.{name}" in log, "BIND never saw the challenge record"
 
 
 def test_a_root_pod_of_the_chart_is_refused_by_pod_security(

@@ -1,18 +1,18 @@
-"""The two recipes of the operator's image install the same packages.
+"""The two recipes of the operator's image install the same packages and cut the same things.
 
 The Containerfile is how Docker and Podman users build the image; hack/image/build.sh (`make
 image`) builds it here, without Docker. Both must install the project's wheel plus exactly the
 pins in hack/image/requirements.lock, offline, into /opt/acmebridge, as user 65532 with the same
-entrypoint; the lock must satisfy pyproject.toml. tests/node/test_image.py compares the image
-`make image` built with the lock.
+entrypoint, environment and ports, and both must end with hack/image/slim.py, which copies what
+the operator runs into the image's root; the lock must satisfy pyproject.toml.
+tests/node/test_image.py checks the image `make image` built: the lock, and the cuts.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import re
-import tarfile
+import shlex
+import sys
 import tomllib
 from pathlib import Path
 
@@ -24,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTAINERFILE = (ROOT / "Containerfile").read_text()
 BUILD = (ROOT / "hack" / "image" / "build.sh").read_text()
 LOCK = ROOT / "hack" / "image" / "requirements.lock"
-ARCHIVE = ROOT / "dist" / "acmebridge-image.tar"
-# pip and setuptools come with every virtualenv on Python 3.11, in both recipes.
-VENV_SEED = {"pip", "setuptools"}
+sys.path.insert(0, str(ROOT / "hack" / "image"))
+import slim  # noqa: E402  (hack/image is no package)
 
 
 def locked() -> dict[str, str]:
@@ -53,6 +52,8 @@ def test_each_recipe_installs_the_lock_and_the_project_offline(recipe: str) -> N
     assert install is not None, "no pip install into /opt/acmebridge"
     args = install.group(1).split()
     assert "--no-index" in args and "--find-links" in args
+    # slim.py compiles the bytecode that stays, hash-checked; pip's would be thrown away.
+    assert "--no-compile" in args
     assert "/wheels/requirements.lock" in args and "acmebridge" in args
     assert "hack/image/requirements.lock" in flat or "$LOCK" in flat
 
@@ -78,20 +79,72 @@ def test_the_lock_satisfies_every_dependency_of_the_project() -> None:
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} vs {spec}"
 
 
-def _installed(archive: Path) -> dict[str, str]:
-    with tarfile.open(archive) as outer:
-        index = json.load(outer.extractfile("index.json"))  # type: ignore[arg-type]
-        digest = index["manifests"][0]["digest"].split(":")[1]
-        manifest = json.load(outer.extractfile(f"blobs/sha256/{digest}"))  # type: ignore[arg-type]
-        layer = manifest["layers"][0]["digest"].split(":")[1]
-        data = outer.extractfile(f"blobs/sha256/{layer}").read()  # type: ignore[union-attr]
-    found = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as inner:
-        for name in inner.getnames():
-            match = re.match(
-                r"opt/acmebridge/lib/python3\.11/site-packages/([^/]+)-([^-/]+)\.dist-info/METADATA$",
-                name,
-            )
-            if match:
-                found[canonicalize_name(match.group(1))] = match.group(2)
-    return found
+def _final_stage(containerfile: str) -> str:
+    return containerfile[containerfile.rindex("\nFROM ") :]
+
+
+def test_both_recipes_end_with_slim_and_ship_only_its_root() -> None:
+    build = _flat(BUILD)
+    runtime = _flat(CONTAINERFILE[: CONTAINERFILE.rindex("\nFROM ")])
+    final = _final_stage(CONTAINERFILE)
+    # The Containerfile: slim.py runs last in the runtime stage; the image is its root alone.
+    assert "source=hack/image/slim.py,target=/slim.py" in runtime
+    assert runtime.rstrip().endswith("/opt/acmebridge/bin/python /slim.py /slim")
+    assert final.startswith("\nFROM scratch\n") and "COPY --from=runtime /slim /" in final
+    # make image: the same script, with the same Python, after the same steps; oci.py writes
+    # the new root only.
+    assert 'cp hack/image/slim.py "$rootfs/wheels/slim.py"' in build
+    assert "in_root /opt/acmebridge/bin/python /wheels/slim.py /slim" in build
+    assert build.index("useradd") < build.index("slim.py /slim")
+    assert "image_root=$rootfs/slim" in build and '--rootfs "$image_root"' in build
+
+
+def _containerfile_env(stage: str) -> dict[str, str]:
+    words = [w for line in re.findall(r"^ENV (.*)$", _flat(stage), re.M) for w in shlex.split(line)]
+    return dict(word.split("=", 1) for word in words)
+
+
+def test_both_images_have_the_same_environment_and_ports() -> None:
+    final = _final_stage(CONTAINERFILE)
+    match = re.search(r"IMAGE_ENV=\(([^)]*)\)", BUILD)
+    assert match is not None, "no IMAGE_ENV in build.sh"
+    built = dict(word.split("=", 1) for word in shlex.split(match.group(1)))
+    assert _containerfile_env(final) == built
+    exposed = set(re.search(r"^EXPOSE (.*)$", final, re.M).group(1).split())  # type: ignore[union-attr]
+    assert {f"{port}/tcp" for port in exposed} == set(re.findall(r"--port (\S+)", BUILD))
+
+
+@pytest.mark.parametrize(
+    ("name", "cut"),
+    [
+        pytest.param("readline.cpython-311-x86_64-linux-gnu.so", True, id="readline: a terminal"),
+        pytest.param("_curses.cpython-311-x86_64-linux-gnu.so", True, id="curses: a terminal"),
+        pytest.param("_sqlite3.cpython-311-x86_64-linux-gnu.so", True, id="sqlite: unused"),
+        pytest.param("_testcapi.cpython-311-x86_64-linux-gnu.so", True, id="CPython's tests"),
+        pytest.param("nis.cpython-311-x86_64-linux-gnu.so", True, id="NIS and its Kerberos"),
+        pytest.param("_ssl.cpython-311-x86_64-linux-gnu.so", False, id="ssl stays"),
+        pytest.param("_ctypes.cpython-311-x86_64-linux-gnu.so", False, id="ctypes stays (cffi)"),
+        pytest.param("_decimal.cpython-311-x86_64-linux-gnu.so", False, id="decimal stays"),
+        pytest.param("_asyncio.cpython-311-x86_64-linux-gnu.so", False, id="asyncio stays"),
+    ],
+)
+def test_slim_cuts_only_extension_modules_the_operator_never_loads(name: str, cut: bool) -> None:
+    assert bool(slim.UNUSED_EXTENSIONS.match(name)) is cut
+
+
+def test_slim_copies_a_symlink_chain_and_the_libraries_it_loads(tmp_path: Path) -> None:
+    """Against this machine's Debian: a usr-merged /lib, python3 -> python3.11, libc."""
+    dest = tmp_path / "root"
+    dest.mkdir()
+    python = Path("/usr/bin/python3")
+    slim.copy(python, dest)
+    assert (dest / "usr/bin/python3").is_symlink()
+    assert (dest / "usr/bin" / Path(python.resolve()).name).is_file()
+    libraries = slim.shared_libraries([python.resolve()])
+    assert any(lib.name == "libc.so.6" for lib in libraries)
+    for library in libraries:
+        slim.copy(library, dest)
+    libc = next(lib for lib in libraries if lib.name == "libc.so.6")
+    # /lib is a link to usr/lib on this Debian: the copy keeps the link and writes the real path.
+    assert (dest / "lib").is_symlink() == Path("/lib").is_symlink()
+    assert (dest / libc.resolve().relative_to("/")).is_file()
