@@ -49,6 +49,7 @@ from tests.lab.mtls_support import (
     workload,
 )
 from tests.lab.operator_proc import ROOT
+from tests.lab.test_dns01 import dns01_issuer
 from tests.lab.test_existing_pki import stepca_spec
 from tests.lab.test_issuance import assert_chain_verifies_to, load_chain, ready, sans, secret_data
 from tests.lab.waits import wait_for
@@ -577,3 +578,27 @@ def test_the_webhook_renews_its_serving_certificate_and_keeps_answering(
     create(k, workload(namespace, "web", {**INJECT, **NAMES}))
     (pod,) = wait_pods(k, namespace, "web")
     assert mounts(pod), "the API server still trusts the webhook"
+
+
+# --- the DNS-01 name layout ---------------------------------------------------------------------
+
+
+def test_the_dns01_layout_issues_a_workload_certificate_through_bind(
+    lab: Any,
+    k: Kube,
+    namespace: str,
+    mtls_factory: MtlsFactory,
+) -> None:
+    mtls_factory(namespace, extra=[f"--dns01-nameservers={lab.env['BIND_ADDR']}"])
+    issuer = dns01_issuer(lab, k, namespace)
+    zone = lab.env["BIND_ZONE"]
+    annotations = {
+        "acmebridge.io/inject": "true",
+        "acmebridge.io/issuer": issuer,
+        "acmebridge.io/dns-names": f"{{name}}.mesh.{zone}",
+    }
+    create(k, workload(namespace, "api", annotations))
+    (pod,) = wait_pods(k, namespace, "api")
+    assert mounts(pod) == {"app": "/var/run/acmebridge"}
+    name = certificate_of(k, namespace, "api")
+    assert sans(leaf(k, namespace, name))[0] == {f"api.mesh.{zone}"}

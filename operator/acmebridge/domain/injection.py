@@ -28,8 +28,6 @@ __all__ = ["TRUST_CONFIGMAP", "TRUST_KEY", "VOLUME_NAME", "Injection", "inject"]
 VOLUME_NAME = "acmebridge-mtls"
 TRUST_CONFIGMAP = "acmebridge-trust"
 TRUST_KEY = "ca.crt"
-#: owner read-only: the private key is readable by the container's user only
-FILE_MODE = 0o440
 
 
 @dataclass(frozen=True)
@@ -60,10 +58,10 @@ def volume(*, secret_name: str, trust_bundle: bool) -> dict[str, Any]:
         # No item list: ca.crt is absent from a Secret whose root could not be proven, and a
         # listed key that is missing would keep the volume from mounting at all.
         sources.append({"secret": {"name": secret_name}})
-    return {
-        "name": VOLUME_NAME,
-        "projected": {"sources": sources, "defaultMode": FILE_MODE},
-    }
+    # The kubelet's default file mode (0644): the files are readable by whatever user the
+    # container runs as, which a 0440 mode would only allow with a matching fsGroup. The mount
+    # is read-only, and the Pod's containers are the key's only readers either way.
+    return {"name": VOLUME_NAME, "projected": {"sources": sources}}
 
 
 def _is_sidecar(container: Mapping[str, Any]) -> bool:
