@@ -101,7 +101,9 @@ async def _deleted(
     if journal is not None:
         problems = await dns01.remove_records(rt, account, journal)
         since = parse_time(str(body["metadata"]["deletionTimestamp"]))
-        if problems and ctx.now - since < DELETION_PATIENCE:
+        # Only a passing failure (no answer, SERVFAIL) is worth waiting for; an Issuer or TSIG
+        # Secret that is gone (a whole namespace deleted) will not come back.
+        if any(p.temporary for p in problems) and ctx.now - since < DELETION_PATIENCE:
             log.info("Certificate %s: deleted; will retry: %s", ctx.log_name(), problems)
             return 10.0
         if problems:
@@ -109,7 +111,7 @@ async def _deleted(
                 "Warning",
                 "DNS01CleanupFailed",
                 "could not remove the TXT value(s) acmebridge added; remove them by hand: "
-                + "; ".join(problems),
+                + "; ".join(str(p) for p in problems),
             )
     await dns01.drop_finalizer(rt, ctx.body)
     return None

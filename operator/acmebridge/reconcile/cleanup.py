@@ -45,7 +45,7 @@ async def remove_presented(ctx: Ctx, journal: OrderJournal, account: Account | N
             "Warning",
             "DNS01CleanupFailed",
             "could not remove the TXT value(s) acmebridge added; remove them by hand: "
-            + "; ".join(problems),
+            + "; ".join(str(p) for p in problems),
         )
     written = await dns01.drop_finalizer(rt, ctx.body)
     if written is not None:

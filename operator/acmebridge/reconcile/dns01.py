@@ -129,9 +129,22 @@ async def check(rt: Runtime, ch: ChallengeRecord, *, protocol: str) -> tuple[boo
     return result.complete, result.message()
 
 
-async def remove_records(rt: Runtime, account: Account | None, journal: OrderJournal) -> list[str]:
+@dataclass(frozen=True)
+class Leftover:
+    """A value that could not be removed, and whether trying again may help."""
+
+    what: str
+    temporary: bool
+
+    def __str__(self) -> str:
+        return self.what
+
+
+async def remove_records(
+    rt: Runtime, account: Account | None, journal: OrderJournal
+) -> list[Leftover]:
     """Remove every TXT value the journal says was added; returns what could not be removed."""
-    problems = []
+    problems: list[Leftover] = []
     for rec in journal.authorizations:
         ch = rec.challenge
         if ch is None or ch.type != "dns-01" or not ch.record_name or not ch.record_value:
@@ -153,5 +166,11 @@ async def remove_records(rt: Runtime, account: Account | None, journal: OrderJou
             )
         except DnsProblem as e:
             log.warning("could not remove TXT %s at %s: %s", ch.record_value, ch.record_name, e)
-            problems.append(f"{ch.record_name}: {e}")
+            problems.append(
+                Leftover(
+                    f"TXT {ch.record_value} at {ch.record_name} (zone {ch.record_zone}, server "
+                    f"{ch.record_server}): {e}",
+                    temporary=e.severity is Severity.TEMPORARY,
+                )
+            )
     return problems

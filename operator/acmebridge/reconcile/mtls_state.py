@@ -18,11 +18,8 @@ from typing import Any
 
 from cryptography import x509
 
-from acmebridge.domain.workload_mtls import (
-    INJECT,
-    PLURAL_KINDS,
-    MtlsDefaults,
-    controlled_by,
+from acmebridge.domain.workload_mtls import (INJECT, MtlsDefaults,)
+from acmebridge.domain.workload_certificate import (PLURAL_KINDS, controlled_by,)
 )
 from acmebridge.reconcile.runtime import ObjectKey, Runtime
 
@@ -34,6 +31,12 @@ PLURALS = WORKLOAD_PLURALS | {NAMESPACES}
 def template_annotations(body: Mapping[str, Any]) -> Mapping[str, Any]:
     template = (body.get("spec") or {}).get("template") or {}
     return (template.get("metadata") or {}).get("annotations") or {}
+
+
+def _essence(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a workload reconcile depends on: identity, spec generation, metadata annotations."""
+    meta = body.get("metadata") or {}
+    return (meta.get("uid"), meta.get("generation"), meta.get("annotations"))
 
 
 @dataclass
@@ -113,10 +116,8 @@ class MtlsCore:
         if INJECT in template_annotations(body):
             old = self.state.workloads.get(key)
             self.state.workloads[key] = body
-            same = old is not None and (old.get("metadata") or {}).get(
-                "resourceVersion"
-            ) == meta.get("resourceVersion")
-            if not same:
+            # Status updates (a rollout's progress) change nothing the reconcile reads.
+            if old is None or _essence(old) != _essence(body):
                 self.wake(key, 0)
         elif known:
             del self.state.workloads[key]
