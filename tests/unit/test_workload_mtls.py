@@ -16,6 +16,16 @@ from acmebridge.domain.injection import TRUST_CONFIGMAP, VOLUME_NAME, inject
 from acmebridge.domain.issuer_spec import Http01IngressSolver, Rfc2136Solver, Solver, SolverSelector
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.domain.validatable import first_unvalidatable, unvalidatable_name
+from acmebridge.domain.workload_certificate import (
+    RESTARTED_FOR,
+    SEEN_CERTIFICATE,
+    Workload,
+    certificate_manifest,
+    certificate_name,
+    controlled_by,
+    rollout_patch,
+    workload_of_pod,
+)
 from acmebridge.domain.workload_mtls import (
     CONTAINERS,
     DNS_NAMES,
@@ -25,19 +35,11 @@ from acmebridge.domain.workload_mtls import (
     ISSUER_KIND,
     MOUNT_PATH,
     RESTART_ON_RENEWAL,
-    RESTARTED_FOR,
-    SEEN_CERTIFICATE,
     SPIFFE,
     AnnotationError,
     MtlsDefaults,
-    Workload,
-    certificate_manifest,
-    certificate_name,
-    controlled_by,
     parse_request,
     render_dns_names,
-    rollout_patch,
-    workload_of_pod,
 )
 
 DEFAULTS = MtlsDefaults()

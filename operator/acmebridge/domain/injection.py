@@ -21,7 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from acmebridge.domain.workload_mtls import CONTAINERS, MOUNT_PATH, AnnotationError, MtlsRequest
+from acmebridge.domain.workload_mtls import (
+    CONTAINERS,
+    MOUNT_PATH,
+    AnnotationError,
+    MtlsRequest,
+)
 
 __all__ = ["TRUST_CONFIGMAP", "TRUST_KEY", "VOLUME_NAME", "Injection", "inject"]
 

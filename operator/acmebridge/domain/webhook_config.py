@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from acmebridge.domain.workload_mtls import INJECT
+from acmebridge.domain.workload_mtls import (
+    INJECT,
+)
 
 __all__ = [
     "POD_PATH",

@@ -28,7 +28,9 @@ import kopf
 from acmebridge.adapters.kube import KubeError
 from acmebridge.config import OperatorConfig
 from acmebridge.domain.webhook_config import POD_PATH, WORKLOAD_PATH
-from acmebridge.domain.workload_mtls import AnnotationError
+from acmebridge.domain.workload_mtls import (
+    AnnotationError,
+)
 from acmebridge.handlers import operator as core
 from acmebridge.reconcile.admission import Refused, check_workload, pod_injection
 from acmebridge.reconcile.mtls import NAMESPACES, WORKLOAD_PLURALS, MtlsController

@@ -15,8 +15,18 @@ from typing import Any
 from acmebridge.adapters.kube import core_path
 from acmebridge.domain.injection import Injection, inject
 from acmebridge.domain.trust import wants_trust
-from acmebridge.domain.workload_mtls import (DNS_NAMES, INJECT, AnnotationError, MtlsDefaults, MtlsRequest, parse_request, render_dns_names,)
-from acmebridge.domain.workload_certificate import (certificate_name, workload_of_pod,)
+from acmebridge.domain.workload_certificate import (
+    certificate_name,
+    workload_of_pod,
+)
+from acmebridge.domain.workload_mtls import (
+    DNS_NAMES,
+    INJECT,
+    AnnotationError,
+    MtlsDefaults,
+    MtlsRequest,
+    parse_request,
+    render_dns_names,
 )
 from acmebridge.reconcile.runtime import Runtime
 

@@ -18,8 +18,13 @@ from typing import Any
 
 from cryptography import x509
 
-from acmebridge.domain.workload_mtls import (INJECT, MtlsDefaults,)
-from acmebridge.domain.workload_certificate import (PLURAL_KINDS, controlled_by,)
+from acmebridge.domain.workload_certificate import (
+    PLURAL_KINDS,
+    controlled_by,
+)
+from acmebridge.domain.workload_mtls import (
+    INJECT,
+    MtlsDefaults,
 )
 from acmebridge.reconcile.runtime import ObjectKey, Runtime
 

@@ -29,8 +29,23 @@ from acmebridge.domain.issuer_spec import AcmeIssuerSpec
 from acmebridge.domain.secret import Ownership, ownership, tls_secret_contents
 from acmebridge.domain.validatable import REASON as NOT_VALIDATABLE
 from acmebridge.domain.validatable import first_unvalidatable
-from acmebridge.domain.workload_mtls import (ISSUER_TEMPLATE, AnnotationError, parse_request, render_dns_names,)
-from acmebridge.domain.workload_certificate import (PLURAL_KINDS, SEEN_CERTIFICATE, WORKLOAD_KIND_LABEL, WORKLOAD_UID_LABEL, Workload, certificate_manifest, certificate_name, controlled_by, owner_reference, rollout_patch,)
+from acmebridge.domain.workload_certificate import (
+    PLURAL_KINDS,
+    SEEN_CERTIFICATE,
+    WORKLOAD_KIND_LABEL,
+    WORKLOAD_UID_LABEL,
+    Workload,
+    certificate_manifest,
+    certificate_name,
+    controlled_by,
+    owner_reference,
+    rollout_patch,
+)
+from acmebridge.domain.workload_mtls import (
+    ISSUER_TEMPLATE,
+    AnnotationError,
+    parse_request,
+    render_dns_names,
 )
 from acmebridge.reconcile.mtls_state import MtlsCore, template_annotations
 from acmebridge.reconcile.runtime import ObjectKey
