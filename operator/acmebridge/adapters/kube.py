@@ -181,8 +181,12 @@ class Kube:
         except NotFound:
             return None
 
-    def list(self, path: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, path: str, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         result = self._call("GET", path, query=query)
         items: list[dict[str, Any]] = result.get("items", []) if result else []
         return items

@@ -10,6 +10,7 @@ Secret's data, private key included, into metadata).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from acmebridge import logs
-from acmebridge.adapters.kube import Kube
+from acmebridge.adapters.kube import Kube, KubeError, core_path, ours_path
 from acmebridge.config import OperatorConfig
 from acmebridge.domain.solvers import SOLVER_LABEL
 from acmebridge.reconcile.accounts import Accounts
@@ -46,6 +47,7 @@ class Operator:
         self.accounts = Accounts()
         self.issuer_failures: dict[ObjectKey, int] = {}
         self.queue: WorkQueue | None = None
+        self._sweep: asyncio.Task[None] | None = None
         self.ingresses: IngressShim | None = None
         #: workload mTLS (--mtls), handlers/mtls.py
         self.mtls: MtlsController | None = None
@@ -70,8 +72,38 @@ class Operator:
         if self.config.mtls:
             self.mtls = MtlsController(self.rt, wake=self.queue.add, forget=self.queue.forget)
         await self.queue.start()
+        self._sweep = asyncio.create_task(self._terminating_namespaces(), name="acmebridge-sweep")
+
+    async def _terminating_namespaces(self) -> None:
+        """Certificates in a served namespace that was already being deleted when the operator
+        started: kopf never watches such a namespace, and a Certificate there may be waiting on
+        this operator to remove its DNS-01 values (its finalizer). Feed them in once."""
+        assert self.rt is not None
+        rt = self.rt
+        for namespace in self.config.namespaces:
+            if any(c in namespace for c in "*?[!"):
+                continue  # a pattern: kopf resolves those, and only live namespaces match
+            try:
+                found = await rt.io(
+                    rt.kube.list,
+                    core_path("namespaces", None),
+                    field_selector=f"metadata.name={namespace}",
+                )
+                if not found or not found[0]["metadata"].get("deletionTimestamp"):
+                    continue
+                bodies = await rt.io(rt.kube.list, ours_path("certificates", namespace))
+            except KubeError as e:
+                log.warning("could not look at namespace %s: %s", namespace, e)
+                continue
+            for body in bodies:
+                if body["metadata"].get("deletionTimestamp"):
+                    body.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+                    body.setdefault("kind", "Certificate")
+                    self.observe("certificates", {"type": "MODIFIED", "object": body})
 
     async def stop(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
         if self.queue is not None:
             await self.queue.stop()
         if self.rt is not None:
