@@ -238,6 +238,10 @@ def test_an_unlabelled_pod_stays_pending_and_untouched(ns: Namespace) -> None:
     assert pod["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"], (
         "nobody wrote to it"
     )
+    # Bound but never run, it would wait for a kubelet to confirm a graceful deletion, and hold
+    # its namespace in Terminating: delete it at once, as for a Pod on a gone node.
+    ns.api.request("DELETE", ns.path("pods", "ignored"), body={"gracePeriodSeconds": 0})
+    ns.wait_gone("ignored")
 
 
 def test_a_pod_whose_process_exits_reports_the_exit_code(ns: Namespace) -> None:
