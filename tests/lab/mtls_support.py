@@ -63,6 +63,14 @@ class MtlsOperator:
         return x509.load_der_x509_certificate(der)
 
 
+def _answers(op: MtlsOperator) -> bool:
+    try:
+        op.served_certificate()
+    except OSError:
+        return False
+    return True
+
+
 def mtls_flags(port: int, configuration: str) -> list[str]:
     return [
         "--mtls",
@@ -94,7 +102,11 @@ def mtls_factory_fixture(
             timeout=30,
             describe=f"MutatingWebhookConfiguration {name}",
         )
-        return MtlsOperator(op, port, name)
+        started = MtlsOperator(op, port, name)
+        # kopf's health endpoint answers before its webhook server listens; the workload webhook
+        # fails open, so a test must not create workloads before the webhook answers.
+        wait_for(lambda: _answers(started), timeout=30, describe=f"the webhook on port {port}")
+        return started
 
     yield start
     for name in made:

@@ -9,6 +9,7 @@ is stopped or being replaced.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,7 +54,9 @@ async def pod_injection(
             "(the Certificate belongs to the workload); put the annotations on a workload's "
             "pod template"
         )
-    ns = await rt.io(rt.kube.get, core_path("namespaces", None, namespace))
+    # Not the reconciles' pool: an admission request must not queue behind ACME calls, or the
+    # API server's 10 s timeout would refuse the Pod while the operator is merely busy.
+    ns = await asyncio.to_thread(rt.kube.get, core_path("namespaces", None, namespace))
     return inject(
         pod.get("spec") or {},
         request,
