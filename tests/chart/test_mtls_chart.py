@@ -242,7 +242,13 @@ def mtls_release(lab: Lab, helm: Path, kube: Any, tmp_path: Path) -> Iterator[di
                 with contextlib.suppress(KubeError):
                     admin.delete(group_path(group, "v1", plural, None, doc["metadata"]["name"]))
         with contextlib.suppress(KubeError):
-            admin.delete(core_path("secrets", CLUSTER_RESOURCE_NAMESPACE, f"{name}-webhook-tls"))
+            admin.delete(
+                core_path(
+                    "secrets",
+                    CLUSTER_RESOURCE_NAMESPACE,
+                    f"{config['metadata']['name']}-webhook-tls",
+                )
+            )
         for ns in (work_ns, release_ns):
             admin.delete(core_path("namespaces", None, ns))
 
