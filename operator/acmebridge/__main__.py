@@ -228,6 +228,27 @@ def _config(args: argparse.Namespace) -> OperatorConfig:
     return replace(cfg, **overrides)  # type: ignore[arg-type]
 
 
+def _peering_ready(name: str, namespaces: Sequence[str]) -> bool:
+    """Create the kopf peering object before kopf starts (adapters/peering.py says why)."""
+    from acmebridge.adapters import peering
+    from acmebridge.adapters.kube import Kube, api_client
+
+    log = logging.getLogger("acmebridge")
+    try:
+        skipped = peering.ensure(Kube(api_client()), name, namespaces)
+    except peering.PeeringError as e:
+        log.error("%s", e)
+        return False
+    if skipped:
+        log.warning(
+            "no peering object %s in %s (a pattern, or not created yet): kopf keeps this "
+            "replica paused there until one exists",
+            name,
+            ", ".join(skipped),
+        )
+    return True
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import kopf
 
@@ -241,6 +262,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from acmebridge.metrics import PrometheusMetrics
 
         metrics = PrometheusMetrics.serve(cfg.metrics_address, cfg.metrics_port)
+    if args.peering is not None and not _peering_ready(args.peering, cfg.namespaces):
+        return 1
     handlers.install(handlers.Operator(cfg, metrics))
     if cfg.mtls:
         from acmebridge.handlers import mtls

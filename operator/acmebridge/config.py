@@ -7,11 +7,17 @@ has a flag in ``__main__`` and a value in the Helm chart of the same meaning.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 DEFAULT_SOLVER_IMAGE = "ghcr.io/acmebridge/acmebridge:0.1.0"
+
+
+def named_namespaces(namespaces: Sequence[str]) -> list[str]:
+    """The served namespaces given by name. kopf also takes glob patterns (``apps-*``,
+    ``!kube-*``) and resolves them itself against the namespaces that exist."""
+    return [n for n in namespaces if not any(c in n for c in "*?[!,")]
 
 
 @dataclass(frozen=True)

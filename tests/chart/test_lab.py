@@ -196,8 +196,7 @@ def release(
     ensure_namespace(admin, namespace, {TEST_LABEL: "true", **pss})
     ensure_namespace(admin, CLUSTER_RESOURCE_NAMESPACE)
     docs = render(helm, values_for(lab, namespace), release=name, namespace=namespace)
-    main = [d for d in docs if not is_hook(d)]
-    hooks = [d for d in docs if is_hook(d)]
+    assert not [d for d in docs if is_hook(d)], "helm install and kubectl apply agree"
     try:
         # The CRDs the chart carries, as a dry run: the lab's own copies stay as they are.
         crds = [
@@ -207,15 +206,15 @@ def release(
         ]
         assert len(crds) == 3
         apply(lab, crds, dry_run=True, force=True)
-        warnings = apply(lab, main, dry_run=True)
+        warnings = apply(lab, docs, dry_run=True)
         assert "PodSecurity" not in warnings, warnings
-        apply(lab, main, dry_run=False)
-        # What `helm install` does next: the post-install hooks, once kopf's CRDs are served.
+        apply(lab, docs, dry_run=False)
         wait_established(
-            admin, [d["metadata"]["name"] for d in of_kind(main, "CustomResourceDefinition")]
+            admin, [d["metadata"]["name"] for d in of_kind(docs, "CustomResourceDefinition")]
         )
-        apply(lab, hooks, dry_run=True)
-        apply(lab, hooks, dry_run=False)
+        # The chart makes no peering object: its replicas create it when they start.
+        peering = f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/{name}"
+        assert admin.get(peering) is None
         sa = workload(docs)["spec"]["template"]["spec"]["serviceAccountName"]
         path = tmp_path_factory.mktemp("chart") / "kubeconfig"
         yield Release(
@@ -438,7 +437,8 @@ def test_the_service_account_may_not(lab: Lab, release: Release, verb: str, reso
             "delete", "certificates.acmebridge.io", "{ns}", id="Certificates of gone Ingresses"
         ),
         pytest.param("create", "events", "default", id="Events about ClusterIssuers"),
-        pytest.param("patch", "kopfpeerings.kopf.dev", "{ns}", id="its peering object"),
+        pytest.param("create", "kopfpeerings.kopf.dev", "{ns}", id="its peering object"),
+        pytest.param("patch", "kopfpeerings.kopf.dev", "{ns}", id="its peering's keep-alives"),
     ],
 )
 def test_the_service_account_may_do_what_the_operator_does(
@@ -527,6 +527,7 @@ def test_a_standby_replica_takes_over_when_the_active_one_stops(
     peering = f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings/{release.name}"
     admin.create(ours_path("issuers", ns), acme_issuer(lab, ns, "ha"))
     with release.replica(lab, 1) as active, release.replica(lab, 0) as standby:
+        # The replicas create the peering object if need be (the chart does not, see `release`).
         wait_for(
             lambda: len((admin.get(peering) or {}).get("status") or {}) == 2,
             timeout=30,
@@ -579,10 +580,24 @@ def test_helm_installs_upgrades_and_uninstalls_the_chart(
     try:
         notes = run_helm(helm, "install", name, *chart, env=env)
         assert f"serves the namespaces: {ns}" in notes, notes
-        # The post-install hook made the peering object the replicas wait for.
-        assert admin.get(peering) is not None
+        # A peering object with a replica's keep-alive in it, as a running replica leaves it.
+        alive = {"priority": 1, "lastseen": "2026-01-01T00:00:00Z", "lifetime": 60}
+        admin.create(
+            f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings",
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "KopfPeering",
+                "metadata": {"name": name},
+                "status": {"replica-1": alive},
+            },
+        )
+        before = admin.get(peering)
+        assert before is not None
         run_helm(helm, "upgrade", name, *chart, "--set", "logLevel=DEBUG", env=env)
-        assert admin.get(peering) is not None
+        # An upgrade that reset it would let every replica work until its next keep-alive.
+        after = admin.get(peering)
+        assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
+        assert after.get("status") == before.get("status")
         sts = admin.get(f"/apis/apps/v1/namespaces/{ns}/statefulsets/{name}")
         assert sts is not None
         args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -590,6 +605,6 @@ def test_helm_installs_upgrades_and_uninstalls_the_chart(
     finally:
         run_helm(helm, "uninstall", name, "--namespace", ns, "--ignore-not-found", env=env)
         admin.delete(core_path("namespaces", None, ns))
-    # Uninstalling removes the cluster-scoped objects; the peering object, a hook, stays until
-    # its namespace goes (docs/install.md says how to remove it).
+    # Uninstalling removes the cluster-scoped objects; the peering object, the operator's, stays
+    # until its namespace goes (the chart's README says how to remove it).
     assert admin.get(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}") is None

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from acmebridge.domain.timefmt import format_time
@@ -72,6 +73,15 @@ def _from_status(status: int, raw: bytes | None) -> KubeError:
         message = (raw or b"")[:500].decode("utf-8", "replace")
     cls = Conflict if status == 409 else NotFound if status == 404 else KubeError
     return cls(status, reason, message)
+
+
+def api_client() -> k8s.ApiClient:
+    """A client for the cluster this runs in, or else for the current kubeconfig context."""
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+    return k8s.ApiClient()
 
 
 def core_path(kind_plural: str, namespace: str | None, name: str | None = None) -> str:

@@ -17,12 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from acmebridge import logs
-from acmebridge.adapters.kube import Kube, KubeError, core_path, ours_path
-from acmebridge.config import OperatorConfig
+from acmebridge.adapters.kube import Kube, KubeError, api_client, core_path, ours_path
+from acmebridge.config import OperatorConfig, named_namespaces
 from acmebridge.domain.solvers import SOLVER_LABEL
 from acmebridge.reconcile.accounts import Accounts
 from acmebridge.reconcile.certificate import reconcile_certificate
@@ -53,11 +51,7 @@ class Operator:
         self.mtls: MtlsController | None = None
 
     async def start(self) -> None:
-        try:
-            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except k8s_config.ConfigException:
-            k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
-        api = k8s.ApiClient()
+        api = api_client()
         # One connection per worker thread; urllib3's default pool of 4 would serialise them.
         api.rest_client.pool_manager.connection_pool_kw["maxsize"] = self.config.concurrency
         executor = ThreadPoolExecutor(
@@ -80,9 +74,8 @@ class Operator:
         this operator to remove its DNS-01 values (its finalizer). Feed them in once."""
         assert self.rt is not None
         rt = self.rt
-        for namespace in self.config.namespaces:
-            if any(c in namespace for c in "*?[!"):
-                continue  # a pattern: kopf resolves those, and only live namespaces match
+        # Patterns are left out: kopf resolves those, and only live namespaces match.
+        for namespace in named_namespaces(self.config.namespaces):
             try:
                 found = await rt.io(
                     rt.kube.list,
@@ -162,6 +155,9 @@ class Operator:
             else:
                 self.rt.depend(key, None)
                 self.rt.unwritten.pop(key, None)
+                uid = body.get("metadata", {}).get("uid", "")
+                self.rt.secret_absent.pop(uid, None)
+                self.rt.pending_keys.pop(uid, None)
                 self.metrics.certificate(None, key)
             return
         old = self.rt.cache.get(key)
