@@ -407,7 +407,14 @@ NOT_READY = [
         "a wildcard with only an HTTP-01 solver is not ready",
         certificate("wild", dnsNames=[f"*.wild.{DOMAIN}"]),
         "NoSolver",
-        "(a wildcard needs a dns01 solver)",
+        "(a wildcard needs a dns01 solver",
+        event_reason="Failed",
+    ),
+    not_ready(
+        "a cluster-internal name is refused before any order, with a name that would work",
+        certificate("internal", dnsNames=["web.shop.svc.cluster.local"]),
+        "NameNotValidatable",
+        "'web.shop.svc.cluster.local' is a cluster-internal name",
         event_reason="Failed",
     ),
     not_ready(

@@ -221,14 +221,7 @@ def reconciles(operator: OperatorProcess) -> float:
 def test_never_overwrites_a_foreign_secret(
     lab: Any, k: Kube, namespace: str, issuer: str, operator: OperatorProcess
 ) -> None:
-    foreign = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {"name": "taken", "namespace": namespace},
-        "data": {"tls.crt": base64.b64encode(b"not ours").decode()},
-    }
-    before = k.create(core_path("secrets", namespace), foreign)
+    before = k.create(core_path("secrets", namespace), _foreign(namespace, "taken", b"not ours"))
     make_certificate(
         k,
         namespace,
@@ -254,6 +247,63 @@ def test_never_overwrites_a_foreign_secret(
     assert after is not None
     assert after["data"] == before["data"]
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_a_secret_created_during_the_order_is_not_overwritten(
+    lab: Any, k: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    # The solver's Ingress class is one no ingress controller serves: the order waits at the
+    # self check, its Secret absent, until the test hands the Ingress to the lab's controller.
+    held = [{"http01": {"ingress": {"ingressClassName": "held"}}}]
+    make_issuer(k, namespace, "held", acme_spec(lab, solvers=held))
+    ready(k, namespace, "held", plural="issuers")
+    make_certificate(
+        k,
+        namespace,
+        "web",
+        issuerRef={"name": "held"},
+        secretName="late",
+        dnsNames=["late.issue.lab.test"],
+    )
+    ingresses = f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses"
+    solver = wait_for(
+        lambda: next(iter(k.list(ingresses, label_selector="acmebridge.io/solver")), None),
+        timeout=30,
+        describe="the solver Ingress",
+    )
+    # Steps of the same order after the one that found the Secret absent skip reading it.
+    seen = reconciles(operator)
+    wait_for(lambda: reconciles(operator) >= seen + 2, timeout=30, describe="two more steps")
+    before = k.create(core_path("secrets", namespace), _foreign(namespace, "late", b"meanwhile"))
+    k.merge_patch(
+        f"{ingresses}/{solver['metadata']['name']}", {"spec": {"ingressClassName": "lab"}}
+    )
+    wait_for(
+        lambda: _ready_reason(k, namespace, "web", "SecretConflict"),
+        timeout=60,
+        describe=lambda: f"SecretConflict: {k.get(ours_path('certificates', namespace, 'web'))}",
+    )
+    after = k.get(core_path("secrets", namespace, "late"))
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def _foreign(namespace: str, name: str, content: bytes) -> dict[str, Any]:
+    """A Secret someone else made, under the name a Certificate will ask for."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"tls.crt": base64.b64encode(content).decode()},
+    }
+
+
+def _ready_reason(k: Kube, namespace: str, name: str, reason: str) -> dict[str, Any] | None:
+    cert = k.get(ours_path("certificates", namespace, name)) or {}
+    conditions = (cert.get("status") or {}).get("conditions") or []
+    found = [c for c in conditions if c["type"] == "Ready" and c["reason"] == reason]
+    return cert if found else None
 
 
 @pytest.mark.parametrize(

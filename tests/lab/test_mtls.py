@@ -473,6 +473,18 @@ def test_a_cluster_internal_name_is_explained_on_the_workload(
     message = wait_event(k, deployment, "NameNotValidatable")
     assert f"'web.{namespace}.svc.cluster.local' is a cluster-internal name" in message
     assert f"'web.{namespace}.mesh.example.com'" in message and "DNS-01" in message
+    # The workload's Certificate says the same and orders nothing: the lab's Pebble would even
+    # issue for such a name (it resolves every name to this host), a real CA never would.
+    path = ours_path("certificates", namespace, "web-deployment-mtls")
+
+    def refused() -> dict[str, Any] | None:
+        status = (k.get(path) or {}).get("status") or {}
+        ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+        return status if ready and ready[0]["reason"] == "NameNotValidatable" else None
+
+    status = wait_for(refused, timeout=30, describe="the workload's Certificate to refuse")
+    assert status["lastFailure"]["reason"] == "nameNotValidatable", status
+    assert "order" not in status and "cluster-internal" in status["lastFailure"]["message"]
 
 
 # --- availability -------------------------------------------------------------------------------

@@ -160,7 +160,9 @@ def test_an_allowed_url_connects_to_an_allowed_host(server: str, entry: str) -> 
     if not server_allowed(server, (entry,)):
         return
     url = parse_url(server)
-    assert url.host == "ca.internal.example"
+    # "ca.internal.example." is the same host written as an absolute name: resolvers look up
+    # both the same way.
+    assert (url.host or "").rstrip(".") == "ca.internal.example"
     if "://" in entry:
         assert url.port in (None, 443)
     if entry == CA:

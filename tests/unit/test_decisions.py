@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from acmebridge.domain.allowlist import server_allowed
-from acmebridge.domain.issuer_spec import Http01IngressSolver, Solver, SolverSelector
+from acmebridge.domain.issuer_spec import (
+    Http01IngressSolver,
+    Rfc2136Solver,
+    Solver,
+    SolverSelector,
+)
 from acmebridge.domain.journal import (
     AuthorizationRecord,
     ChallengeRecord,
@@ -205,6 +210,9 @@ BY_ZONE = Solver(selector=SolverSelector(dns_zones=("example.com",)), http01=HTT
 BY_SUBZONE = Solver(selector=SolverSelector(dns_zones=("shop.example.com",)), http01=HTTP)
 BY_NAME = Solver(selector=SolverSelector(dns_names=("www.shop.example.com",)), http01=HTTP)
 BY_LABEL = Solver(selector=SolverSelector(match_labels={"team": "a"}), http01=HTTP)
+DNS = Rfc2136Solver(nameserver="127.0.0.1:53")
+DNS_ZONE = Solver(selector=SolverSelector(dns_zones=("example.com",)), dns01=DNS)
+DNS_WILDCARD = Solver(selector=SolverSelector(dns_names=("*.example.com",)), dns01=DNS)
 
 
 @pytest.mark.parametrize(
@@ -256,6 +264,30 @@ BY_LABEL = Solver(selector=SolverSelector(match_labels={"team": "a"}), http01=HT
         ),
         pytest.param(
             [CATCH_ALL, CATCH_ALL], "a.example.org", {}, False, 0, id="ties keep the first listed"
+        ),
+        pytest.param(
+            [DNS_ZONE, DNS_WILDCARD],
+            "example.com",
+            {},
+            True,
+            1,
+            id="an authorization's wildcard is found as *.name in dnsNames, as in cert-manager",
+        ),
+        pytest.param(
+            [DNS_ZONE, DNS_WILDCARD],
+            "*.example.com",
+            {},
+            True,
+            1,
+            id="a Certificate's wildcard is found the same way",
+        ),
+        pytest.param(
+            [DNS_WILDCARD],
+            "example.com",
+            {},
+            False,
+            None,
+            id="the name itself is not its wildcard",
         ),
     ],
 )

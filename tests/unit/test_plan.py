@@ -17,7 +17,7 @@ from acmebridge.domain import actions as a
 from acmebridge.domain.assess import SecretView
 from acmebridge.domain.conditions import Condition, set_condition
 from acmebridge.domain.failures import ChallengeOutcome
-from acmebridge.domain.issuer_spec import Http01IngressSolver, Rfc2136Solver, Solver
+from acmebridge.domain.issuer_spec import Http01IngressSolver, Rfc2136Solver, Solver, SolverSelector
 from acmebridge.domain.journal import AuthorizationRecord, ChallengeRecord, OrderJournal
 from acmebridge.domain.match import CertSummary
 from acmebridge.domain.observed import (
@@ -822,3 +822,93 @@ def test_a_renewal_the_ca_forced_counts_for_the_next_certificate() -> None:
     assert got.renewal_info.early_renewals == 2 and got.renewal_info.guarded
     assert got.renew_at == NOW + timedelta(days=36)
     assert got.guard_message and "held back" in got.guard_message
+
+
+def _spec(**kw: Any) -> CertificateSpec:
+    return CertificateSpec.from_body({"secretName": "web-tls", "issuerRef": {"name": "ca"}, **kw})
+
+
+ZONED = Solver(
+    selector=SolverSelector(dns_zones=("shop.example",)),
+    http01=Http01IngressSolver(ingress_class_name="nginx"),
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "solvers", "reason", "words"),
+    [
+        pytest.param(
+            _spec(dnsNames=["web.shop.svc.cluster.local"]),
+            (HTTP,),
+            "nameNotValidatable",
+            "'web.shop.svc.cluster.local' is a cluster-internal name",
+            id="a cluster-internal name is refused before any order, with what would work",
+        ),
+        pytest.param(
+            _spec(dnsNames=["web.example", "web.shop.svc.k8s.corp"]),
+            (HTTP,),
+            "nameNotValidatable",
+            "'web.shop.svc.k8s.corp' is a cluster-internal name",
+            id="the operator's --cluster-domain counts too",
+        ),
+        pytest.param(
+            _spec(dnsNames=["*.shop.example"]),
+            (HTTP,),
+            "noSolver",
+            "no solver of the issuer matches *.shop.example (a wildcard needs a dns01 solver",
+            id="a wildcard with only HTTP-01 solvers fails before any order",
+        ),
+        pytest.param(
+            _spec(dnsNames=["web.other.example"]),
+            (ZONED,),
+            "noSolver",
+            "no solver of the issuer matches web.other.example",
+            id="a name no solver's selector takes fails before any order",
+        ),
+        pytest.param(
+            _spec(ipAddresses=["10.0.0.7"]),
+            (DNS,),
+            "noSolver",
+            "no solver of the issuer matches 10.0.0.7",
+            id="an IP address with only DNS-01 solvers fails before any order",
+        ),
+    ],
+)
+def test_names_no_challenge_can_prove_cost_no_order(
+    spec: CertificateSpec, solvers: tuple[Solver, ...], reason: str, words: str
+) -> None:
+    given = observed(
+        spec=spec,
+        secret=NONE,
+        status=CertificateStatus(),
+        key=KEY,
+        issuer=replace(ISSUER, solvers=solvers),
+        settings=Settings(dns01_supported=True, cluster_domain="k8s.corp"),
+    )
+    got = plan(given)
+    assert isinstance(got, a.Fail) and got.permanent and got.reason == reason, got
+    assert got.condition_reason == reason[:1].upper() + reason[1:]
+    assert words in got.message
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param(_spec(dnsNames=["app.corp.local"]), id="an Active Directory .local name"),
+        pytest.param(_spec(ipAddresses=["127.0.0.1"]), id="a loopback address, the CA's to judge"),
+        pytest.param(
+            _spec(dnsNames=["*.shop.example", "shop.example"]), id="a wildcard in a DNS-01 zone"
+        ),
+    ],
+)
+def test_names_a_ca_may_validate_are_ordered(spec: CertificateSpec) -> None:
+    zone = Solver(selector=SolverSelector(dns_zones=("shop.example",)), dns01=DNS.dns01)
+    given = observed(
+        spec=spec,
+        secret=NONE,
+        status=CertificateStatus(),
+        key=KEY,
+        issuer=replace(ISSUER, solvers=(HTTP, zone)),
+        settings=Settings(dns01_supported=True),
+    )
+    assert isinstance(plan(given), a.NewOrder), plan(given)

@@ -61,6 +61,7 @@ OWN_REASONS = frozenset(
     {
         "invalidSpec",
         "noSolver",
+        "nameNotValidatable",
         "solverNotSupported",
         "pendingKeyConflict",
         "secretConflict",

@@ -105,6 +105,8 @@ class Settings:
     ari_recheck_max: timedelta = timedelta(hours=24)
     secret_check_interval: timedelta = timedelta(hours=1)
     dns01_supported: bool = False
+    #: the cluster's DNS domain: names under it are cluster-internal (domain.validatable)
+    cluster_domain: str = "cluster.local"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from acmebridge.domain.observed import AuthzView, Observed, OrderView, Settings
 from acmebridge.domain.reasons import AuthzState, OrderState, Reason
 from acmebridge.domain.schedule import MAX_RETRY_AFTER
 from acmebridge.domain.settle import finish
-from acmebridge.domain.solvers import select_solver
+from acmebridge.domain.solvers import no_solver_message, select_solver
+from acmebridge.domain.validatable import cluster_internal_message
 
 # How soon to self-check again while a solver comes up, and how often at most once it is slow.
 SELF_CHECK_FIRST = 0.5
@@ -45,6 +46,29 @@ def key_problem(o: Observed) -> a.Action | None:
             o.key.conflict,
             permanent=True,
         )
+    return None
+
+
+def names_problem(o: Observed) -> a.Fail | None:
+    """Before ordering: a name no ACME challenge can ever prove, or one no solver of the issuer
+    takes. Either would only cost an order at the CA that is certain to fail."""
+    assert o.spec is not None
+    for name in o.spec.dns_names:
+        message = cluster_internal_message(name, o.settings.cluster_domain)
+        if message is not None:
+            return _spec_failure(Reason.NAME_NOT_VALIDATABLE, message)
+    identifiers = [("dns", n) for n in o.spec.dns_names] + [("ip", i) for i in o.spec.ip_addresses]
+    for kind, identifier in identifiers:
+        wildcard = identifier.startswith("*.")
+        taken = select_solver(
+            o.issuer.solvers,
+            identifier_type=kind,
+            identifier=identifier,
+            wildcard=wildcard,
+            certificate_labels=o.labels,
+        )
+        if taken is None:
+            return _spec_failure(Reason.NO_SOLVER, no_solver_message(identifier, wildcard=wildcard))
     return None
 
 
@@ -164,11 +188,8 @@ def choose_challenge(
         certificate_labels=labels,
     )
     if selection is None:
-        hint = " (a wildcard needs a dns01 solver)" if info.wildcard else ""
         return _spec_failure(
-            Reason.NO_SOLVER,
-            f"no solver of the issuer matches {info.identifier}{hint}; add one to "
-            "spec.acme.solvers or fix its selector",
+            Reason.NO_SOLVER, no_solver_message(info.identifier, wildcard=info.wildcard)
         )
     solver = selection.solver
     if solver.http01 is not None and solver.http01.name:

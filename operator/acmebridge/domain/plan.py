@@ -25,7 +25,7 @@ from acmebridge.domain.assess import usable
 from acmebridge.domain.conditions import Condition
 from acmebridge.domain.journal import OrderJournal, journal_usable
 from acmebridge.domain.observed import IssuerState, Observed
-from acmebridge.domain.order_steps import key_problem, order_step
+from acmebridge.domain.order_steps import key_problem, names_problem, order_step
 from acmebridge.domain.reasons import ConditionType, Reason
 from acmebridge.domain.schedule import backoff_delay
 from acmebridge.domain.settle import settle
@@ -129,6 +129,9 @@ def _unusable(journal: OrderJournal, spec_hash: str, o: Observed) -> str:
 
 
 def _start(o: Observed, verdict: Verdict) -> a.Action:
+    names = names_problem(o)
+    if names is not None:
+        return names
     problem = key_problem(o)
     if problem is not None:
         return problem

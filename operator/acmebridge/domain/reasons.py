@@ -47,6 +47,8 @@ class Reason(StrEnum):
     # An attempt that failed (Issuing=False; Ready=False without a usable Secret)
     FAILED = "Failed"
     NO_SOLVER = "NoSolver"
+    #: a cluster-internal name, which no ACME challenge can prove (domain.validatable)
+    NAME_NOT_VALIDATABLE = "NameNotValidatable"
     SOLVER_NOT_SUPPORTED = "SolverNotSupported"
     PENDING_KEY_CONFLICT = "PendingKeyConflict"
 

@@ -45,6 +45,20 @@ def _zone_match(name: str, zones: Sequence[str]) -> int:
     return best
 
 
+def no_solver_message(identifier: str, *, wildcard: bool) -> str:
+    """Why no solver of the issuer takes ``identifier``, and what to change."""
+    if wildcard:
+        return (
+            f"no solver of the issuer matches {identifier} (a wildcard needs a dns01 solver: "
+            "HTTP-01 cannot validate one, RFC 8555 §7.1.3); add one to spec.acme.solvers or "
+            "list the names themselves"
+        )
+    return (
+        f"no solver of the issuer matches {identifier}; add one to spec.acme.solvers or fix its "
+        "selector (dnsNames, dnsZones or matchLabels)"
+    )
+
+
 def select_solver(
     solvers: Sequence[Solver],
     *,
@@ -53,7 +67,13 @@ def select_solver(
     wildcard: bool,
     certificate_labels: Mapping[str, str],
 ) -> Selection | None:
-    """Pure: the best solver for one identifier, or None when no solver can take it."""
+    """Pure: the best solver for one identifier, or None when no solver can take it.
+
+    ``identifier`` may be an authorization's (``example.com`` with ``wildcard``) or a
+    Certificate's (``*.example.com``): as in cert-manager, a wildcard is looked up in a
+    selector's ``dnsNames`` as ``*.example.com``."""
+    if wildcard and not identifier.startswith("*."):
+        identifier = "*." + identifier
     best: tuple[tuple[int, int, int], Selection] | None = None
     for index, solver in enumerate(solvers):
         if solver.http01 is None and solver.dns01 is None:

@@ -8,8 +8,10 @@ holds it either, because the cluster's DNS is not a zone the CA queries or the o
 Such a name would only cost an ACME order that fails. Saying so before ordering, with the name and
 what would work, is the fix a user can act on.
 
-Pure, and meant for the Certificate reconcile's gate (``Ready=False``, reason
-:data:`REASON`) as well as for the workload reconcile's Events.
+Pure. The Certificate's plan refuses cluster-internal names before ordering
+(``domain.order_steps.names_problem``); the workload reconcile names every kind of name here in
+an Event, loopback addresses included (a Certificate leaves those to the CA: a CA on the same host
+as its solver, as in a development setup, can validate one).
 """
 
 from __future__ import annotations
@@ -19,23 +21,28 @@ from collections.abc import Mapping, Sequence
 
 from acmebridge.domain.issuer_spec import Solver
 from acmebridge.domain.names import is_ip
-from acmebridge.domain.solvers import select_solver
+from acmebridge.domain.reasons import Reason
+from acmebridge.domain.solvers import no_solver_message, select_solver
 
-__all__ = ["REASON", "first_unvalidatable", "unvalidatable_name"]
+__all__ = ["REASON", "cluster_internal_message", "first_unvalidatable", "unvalidatable_name"]
 
 #: the condition and Event reason for a name the CA cannot validate
-REASON = "NameNotValidatable"
+REASON = Reason.NAME_NOT_VALIDATABLE
 EXAMPLE_DOMAIN = "mesh.example.com"
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 
 
 def _cluster_internal(name: str, cluster_domain: str) -> bool:
     bare = name.lower().rstrip(".")
-    domain = cluster_domain.lower().strip(".")
     if "." not in bare:
         return True  # a single label resolves only through the Pod's search domains
-    if domain and (bare == domain or bare.endswith("." + domain)):
-        return True
-    return bare.rsplit(".", 1)[-1] in ("svc", "local", "localhost")
+    # The configured domain, and Kubernetes' default one whatever the configuration says.
+    for domain in {cluster_domain.lower().strip("."), DEFAULT_CLUSTER_DOMAIN}:
+        if domain and (bare == domain or bare.endswith("." + domain)):
+            return True
+    # `.local` alone is not enough: many internal networks (Active Directory's `corp.local`)
+    # serve real names under it, and their CAs resolve them.
+    return bare.rsplit(".", 1)[-1] in ("svc", "localhost")
 
 
 def _suggestion(name: str, cluster_domain: str) -> str:
@@ -49,6 +56,20 @@ def _suggestion(name: str, cluster_domain: str) -> str:
         labels = labels[: labels.index("svc")]
     labels = [label for label in labels if label not in ("local", "localhost")] or ["web"]
     return ".".join([*labels[:2], EXAMPLE_DOMAIN])
+
+
+def cluster_internal_message(name: str, cluster_domain: str) -> str | None:
+    """Pure: why a cluster-internal DNS name can never be validated, with a name that could,
+    or None for any other name."""
+    if not _cluster_internal(name, cluster_domain):
+        return None
+    return (
+        f"{name!r} is a cluster-internal name: inside the cluster it leads to the "
+        "workload itself, not to a solver, and the CA cannot resolve it, so no ACME challenge "
+        "can prove it. Use a name under a domain your ingress routes into the cluster "
+        f"(HTTP-01), such as {_suggestion(name, cluster_domain)!r}, or a name in a "
+        "DNS-01 zone, and let in-cluster clients resolve that name to the Service"
+    )
 
 
 def unvalidatable_name(
@@ -74,14 +95,9 @@ def unvalidatable_name(
             )
         return None
     wildcard = identifier.startswith("*.")
-    if _cluster_internal(identifier, cluster_domain):
-        return (
-            f"{identifier!r} is a cluster-internal name: inside the cluster it leads to the "
-            "workload itself, not to a solver, and the CA cannot resolve it, so no ACME challenge "
-            "can prove it. Use a name under a domain your ingress routes into the cluster "
-            f"(HTTP-01), such as {_suggestion(identifier, cluster_domain)!r}, or a name in a "
-            "DNS-01 zone, and let in-cluster clients resolve that name to the Service"
-        )
+    internal = cluster_internal_message(identifier, cluster_domain)
+    if internal is not None:
+        return internal
     selection = select_solver(
         solvers,
         identifier_type="dns",
@@ -90,15 +106,7 @@ def unvalidatable_name(
         certificate_labels=certificate_labels or {},
     )
     if selection is None:
-        if wildcard and any(s.http01 is not None for s in solvers):
-            return (
-                f"{identifier!r} is a wildcard, which HTTP-01 cannot validate (RFC 8555 §7.1.3): "
-                "add a dns01 solver whose selector covers its zone, or list the names themselves"
-            )
-        return (
-            f"no solver of the issuer takes {identifier!r}: add one whose selector (dnsNames, "
-            "dnsZones or matchLabels) matches it, or a solver without a selector"
-        )
+        return no_solver_message(identifier, wildcard=wildcard)
     return None
 
 

@@ -125,6 +125,7 @@ def settings_of(rt: Runtime) -> Settings:
         ari_recheck_max=c.ari_recheck_max,
         secret_check_interval=c.secret_check_interval,
         dns01_supported=True,
+        cluster_domain=c.cluster_domain,
     )
 
 
@@ -141,10 +142,20 @@ async def _reconcile(rt: Runtime, key: ObjectKey, body: dict[str, Any], accounts
     rt.depend(key, ikey)
     view, account = await _issuer(rt, ikey, spec, ctx.namespace, accounts)
     secret = None
-    if view.state is not IssuerState.MISSING and view.state is not IssuerState.NOT_READY:
+    order = ctx.status.order
+    memo = (spec.secret_name, order.url) if order is not None else None
+    unread = memo is not None and rt.secret_absent.get(ctx.uid) == memo
+    if view.state in (IssuerState.MISSING, IssuerState.NOT_READY) or unread:
+        pass
+    else:
         secret = await rt.io(rt.kube.get, core_path("secrets", ctx.namespace, spec.secret_name))
+        if secret is None and memo is not None:
+            rt.secret_absent[ctx.uid] = memo
+        else:
+            rt.secret_absent.pop(ctx.uid, None)
     observed = _observed(ctx, spec, "", view, secret)
     work = Issuance(ctx, account, observed, secret=secret, accounts=accounts, issuer_key=ikey)
+    work.secret_unread = unread
     for _ in range(MAX_STEPS):
         action = plan(work.observed)
         if isinstance(action, a.Terminal):

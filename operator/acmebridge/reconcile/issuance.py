@@ -62,6 +62,9 @@ class Issuance:
     reregistered: bool = False
     last_order: OrderInfo | None = None
     authz_infos: dict[str, AuthorizationInfo] = field(default_factory=dict)
+    #: the TLS Secret was not read in this reconcile (``Runtime.secret_absent``): read it
+    #: before writing it
+    secret_unread: bool = False
 
     @property
     def spec(self) -> CertificateSpec:

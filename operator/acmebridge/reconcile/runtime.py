@@ -77,6 +77,11 @@ class Runtime:
     #: certificate UID -> (pending-key Secret UID, key): spares a read per issuance step. Only
     #: keys this process created or read; entries go when the issuance ends.
     pending_keys: dict[str, tuple[str, PrivateKey]] = field(default_factory=dict)
+    #: certificate UID -> (Secret name, order URL): the TLS Secret was absent when this order
+    #: was under way, so the order's further steps need not read it again (a new Certificate
+    #: otherwise reads its missing Secret on every step). It is read once more right before
+    #: writing: someone else may have created it meanwhile.
+    secret_absent: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: certificate key -> journal changes not yet worth a write of their own (a solver just
     #: presented, an authorization read): sent with the next status write, lost on restart,
     #: where repeating the step is harmless.

@@ -18,9 +18,10 @@ from acmebridge.adapters.acme_messages import (
     OrderInfo,
     choose_chain,
 )
+from acmebridge.adapters.kube import core_path
 from acmebridge.domain import actions as a
 from acmebridge.domain import secret as secrets
-from acmebridge.domain.assess import usable
+from acmebridge.domain.assess import assess_secret, usable
 from acmebridge.domain.errors import AcmeProblem, short_type
 from acmebridge.domain.failures import ChallengeOutcome
 from acmebridge.domain.journal import AuthorizationRecord, OrderJournal
@@ -329,6 +330,20 @@ async def _finalize(work: Issuance) -> None:
 
 async def _download(work: Issuance) -> None:
     rt, acct, ctx = work.ctx.rt, work.acct, work.ctx
+    if work.secret_unread:
+        # Absent when the order started; someone may have created it since. Read it, and let
+        # the plan look again (a Secret that is not ours stops the write).
+        work.secret_unread = False
+        rt.secret_absent.pop(ctx.uid, None)
+        work.secret = await rt.io(
+            rt.kube.get, core_path("secrets", ctx.namespace, work.spec.secret_name)
+        )
+        work.see(
+            secret=assess_secret(
+                work.secret, work.spec, certificate_name=ctx.name, certificate_uid=ctx.uid
+            )
+        )
+        return
     view = work.observed.order
     assert view is not None and view.certificate_url
     chains = await rt.io(acct.session.download_chains, acct.ref, view.certificate_url)
