@@ -7,9 +7,10 @@ python:3.11-slim stage, then `FROM scratch` + `COPY --from=... /slim /`; hack/bu
 debootstrap root, chrooted): so the two images hold the same kinds of things, and the same list
 of cuts. The operator is one Python program that starts no other program, so the root holds:
 
-- the virtualenv /opt/acmebridge without pip and setuptools (nothing installs at run time) and
+- the virtualenv /opt/acmebridge without pip and setuptools (nothing installs at run time),
   without kubernetes.aio (the client's asyncio copy: the operator uses the synchronous client,
-  kopf talks to the API server through aiohttp), nor packages' own test suites;
+  kopf talks to the API server through aiohttp) nor the client's generated typed APIs and models
+  (``LAZY_UNUSED``), nor packages' own test suites;
 - the Python interpreter and its standard library without the parts that need a terminal, a
   GUI, a compiler toolchain or an installer (``UNUSED_STDLIB``);
 - exactly the shared libraries those load (the dynamic loader's own answer, ``ldd``), with the
@@ -54,6 +55,16 @@ UNUSED_PACKAGES = (
     "kubernetes/aio",
 )
 UNUSED_DIST_INFO = re.compile(r"^(pip|setuptools)-[^/]+\.dist-info$")
+# The kubernetes client's generated typed APIs and models (57 MB with their bytecode): the client
+# loads each module on first use, and the operator uses only ApiClient, its configuration and its
+# exceptions (raw JSON by path, adapters/kube.py). The package __init__ files stay, so the
+# client imports as before; tests/unit/test_image_recipe.py checks that the operator's own code
+# paths load none of the removed modules, and the node tests run the image.
+LAZY_UNUSED = ("kubernetes/client/api", "kubernetes/client/models")
+# ...except the models kopf imports for its isinstance checks (kopf/_cogs/helpers/thirdparty.py).
+LAZY_KEPT = frozenset(
+    {"__init__.py", "v1_object_meta.py", "v1_owner_reference.py", "v1_managed_fields_entry.py"}
+)
 # Standard library parts for terminals, GUIs, building and installing, and CPython's own tests.
 UNUSED_STDLIB = (
     "idlelib",
@@ -154,6 +165,9 @@ def prune_venv(site: Path) -> None:
     # Packages' own test suites (acme._internal.tests, websocket.tests...), never imported.
     remove(p for p in site.glob("*/**/tests") if p.is_dir() and (p / "__init__.py").exists())
     remove(p for p in site.glob("kubernetes/**/*_test.py"))
+    remove(
+        p for folder in LAZY_UNUSED for p in (site / folder).glob("*.py") if p.name not in LAZY_KEPT
+    )
     remove(
         p for p in (VENV / "bin").iterdir() if p.name.startswith(("pip", "activate", "Activate"))
     )

@@ -109,6 +109,7 @@ def up(layout: Layout, *, apiserver_port: int) -> None:
     if problem != "not running" or running(node):
         say(f"node: partly up ({problem}): stopping it and starting afresh")
         down(layout)
+    _reclaim_abandoned_host()
     nodehost.check(node)
     try:
         _start(node, apiserver_port, began)
@@ -122,7 +123,7 @@ def _start(node: NodeLayout, apiserver_port: int, began: float) -> None:
     for folder in node.folders():
         folder.mkdir(parents=True, exist_ok=True)
     labhost.record(node.host_record)
-    nodehost.make_bridge()
+    nodehost.make_bridge(node.root)
     nodehost.make_cgroups()
     nodeconfig.write_all(node)
     say(
@@ -139,6 +140,29 @@ def _start(node: NodeLayout, apiserver_port: int, began: float) -> None:
     state = {"node": NODE_NAME, "bridge": BRIDGE, "pod_cidr": POD_CIDR, "started_at": time.time()}
     node.state_file.write_text(json.dumps(state, indent=2) + "\n")
     say(f"node: {NODE_NAME} Ready in {time.monotonic() - began:.1f}s")
+
+
+def _reclaim_abandoned_host() -> None:
+    """Restores the host after a node that died without `node-down` (its machine restarted, or
+    its lab was killed): the bridge, chains and cgroups it left would stop any new node.
+
+    Only when none of that node's processes runs; its own record of the host is used when its
+    folder is still there, so sysctls and host folders come back as they were.
+    """
+    if not Path(f"/sys/class/net/{BRIDGE}").exists():
+        return
+    owner = nodehost.bridge_owner()
+    if nodehost.node_processes_alive(owner):
+        return  # nodehost.check names it
+    node_dir = owner if owner is not None else Path("/nonexistent-acmebridge-node")
+    say(
+        f"node: the bridge {BRIDGE} was left by a node that no longer runs "
+        f"({owner or 'owner unknown'}): restoring the host first"
+    )
+    problems = labhost.restore(node_dir / "host-before.json", node_dir=node_dir, cgroup=CGROUP)
+    if problems:
+        left = "\n  ".join(problems)
+        raise NodeError(f"the host left by a dead node is not fully restored:\n  {left}")
 
 
 def _launch(node: NodeLayout, stage: Sequence[Component]) -> None:

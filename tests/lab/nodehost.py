@@ -74,10 +74,40 @@ def check(node: NodeLayout) -> None:
     if taken:
         raise NodeError(f"ports taken by a process that is not this node: {', '.join(taken)}")
     if Path(f"/sys/class/net/{BRIDGE}").exists():
+        owner = bridge_owner()
         raise NodeError(
-            f"the interface {BRIDGE} exists but no node runs: a node of another checkout? "
-            "(`make node-down` there)"
+            f"the interface {BRIDGE} belongs to a running node"
+            + (f" of {owner}" if owner else "")
+            + " (`make node-down` in that checkout)"
         )
+
+
+def bridge_owner() -> Path | None:
+    """The node folder that made the bridge (its alias), None when unknown or no bridge."""
+    try:
+        alias = Path(f"/sys/class/net/{BRIDGE}/ifalias").read_text().strip()
+    except OSError:
+        return None
+    return Path(alias) if alias.startswith("/") else None
+
+
+def node_processes_alive(owner: Path | None) -> bool:
+    """Whether the node that made the bridge still runs.
+
+    With an owner, its pidfiles say so exactly; without one (a bridge made before owners were
+    recorded), any kubelet, kube-proxy or lab containerd on the machine counts as alive, so a
+    node whose owner is unknown is never taken down by mistake.
+    """
+    if owner is not None:
+        return any(p.alive() for p in labproc.recorded(owner / "run"))
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            name = stat.read_text().strip()
+        except OSError:
+            continue
+        if name in ("kubelet", "kube-proxy", "kube-scheduler", "containerd"):
+            return True
+    return False
 
 
 def _ip(*args: str) -> None:
@@ -92,12 +122,15 @@ def _iptables(*args: str) -> None:
         raise NodeError(f"iptables {' '.join(args)} failed: {result.stderr.strip()}")
 
 
-def make_bridge() -> None:
+def make_bridge(node_dir: Path) -> None:
     """The bridge with the host's address, forwarding on it alone, and the guard that keeps
     the Pods' traffic on it (the CNI bridge plugin adds the Pods' veths to it)."""
     _ip("link", "add", BRIDGE, "type", "bridge")
     _ip("addr", "add", f"{BRIDGE_ADDRESS}/{BRIDGE_PREFIX_LENGTH}", "dev", BRIDGE)
     _ip("link", "set", BRIDGE, "up")
+    # The owner, so a node that died with its machine (processes gone, bridge left) can be
+    # recognised and cleaned up by whichever checkout starts a node next.
+    _ip("link", "set", BRIDGE, "alias", str(node_dir))
     # Per interface, not net.ipv4.ip_forward: a Pod's packet to a Service address comes back
     # out of the bridge after kube-proxy's DNAT; nothing else on the host starts forwarding.
     Path(f"/proc/sys/net/ipv4/conf/{BRIDGE}/forwarding").write_text("1\n")

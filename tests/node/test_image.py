@@ -67,6 +67,8 @@ def test_the_built_image_holds_exactly_the_locked_packages(image: tarfile.TarFil
     "path",
     [
         pytest.param(f"{SITE}/kubernetes/aio", id="the kubernetes client's asyncio copy"),
+        pytest.param(f"{SITE}/kubernetes/client/api/core_v1_api.py", id="the client's typed APIs"),
+        pytest.param(f"{SITE}/kubernetes/client/models/v1_pod.py", id="the client's models"),
         pytest.param(f"{SITE}/pip", id="pip"),
         pytest.param(f"{SITE}/setuptools", id="setuptools"),
         pytest.param("opt/acmebridge/bin/pip", id="pip's script"),
@@ -91,6 +93,8 @@ def test_what_the_operator_runs_is(image: tarfile.TarFile) -> None:
     for path in (
         "opt/acmebridge/bin/acmebridge",
         f"{SITE}/kubernetes/client/api_client.py",
+        f"{SITE}/kubernetes/client/models/__init__.py",
+        f"{SITE}/kubernetes/client/models/v1_object_meta.py",  # kopf imports it
         "usr/lib/python3.11/ssl.py",
         "etc/passwd",
         "var/lib/dpkg/status",

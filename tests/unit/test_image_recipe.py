@@ -148,3 +148,78 @@ def test_slim_copies_a_symlink_chain_and_the_libraries_it_loads(tmp_path: Path) 
     # /lib is a link to usr/lib on this Debian: the copy keeps the link and writes the real path.
     assert (dest / "lib").is_symlink() == Path("/lib").is_symlink()
     assert (dest / libc.resolve().relative_to("/")).is_file()
+
+
+# Run in a fresh interpreter: the operator's imports and its Kubernetes calls (a kubeconfig read,
+# reads and writes answered by a local server, a 404, a closed port), then the list of
+# loaded modules that slim.py removes from the image.
+_LAZY_PROBE = """
+import json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        status = 404 if self.path.endswith("/missing") else 200
+        found = {"items": []}
+        body = json.dumps({"kind": "Status", "reason": "NotFound"} if status == 404 else found)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+config = sys.argv[1]
+open(config, "w").write(json.dumps({
+    "apiVersion": "v1", "kind": "Config", "current-context": "c",
+    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+    "users": [{"name": "u", "user": {"token": "t"}}],
+    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+}))
+import os
+os.environ["KUBECONFIG"] = config
+import acmebridge.__main__, acmebridge.cli, acmebridge.handlers.operator, acmebridge.handlers.mtls
+from acmebridge.adapters.kube import Kube, KubeError, api_client, core_path
+kube = Kube(api_client())
+assert kube.get(core_path("secrets", "ns", "missing")) is None
+kube.list(core_path("secrets", "ns"), label_selector="a=b")
+kube.create(core_path("secrets", "ns"), {"metadata": {"name": "x"}})
+kube.merge_patch(core_path("secrets", "ns", "x"), {"metadata": {"labels": {"a": "b"}}})
+kube.replace(core_path("secrets", "ns", "x"), {"metadata": {"name": "x"}})
+kube.delete(core_path("secrets", "ns", "x"))
+import argparse
+acmebridge.cli._kube(argparse.Namespace(kubeconfig=config, context=None))
+server.shutdown()
+server.server_close()
+try:
+    Kube(api_client()).get(core_path("secrets", "ns", "x"))
+except KubeError:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(
+    tuple(f"{p.replace('/', '.')}." for p in %r)))))
+"""
+
+
+def test_the_operator_loads_none_of_the_client_modules_the_image_leaves_out(
+    tmp_path: Path,
+) -> None:
+    import json
+    import subprocess
+
+    script = _LAZY_PROBE % (slim.LAZY_UNUSED,)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "kubeconfig")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    kept = {f"kubernetes.client.models.{name.removesuffix('.py')}" for name in slim.LAZY_KEPT}
+    assert set(loaded) - kept == set()
