@@ -249,6 +249,25 @@ def _peering_ready(name: str, namespaces: Sequence[str]) -> bool:
     return True
 
 
+def _log_start(cfg: OperatorConfig, peering: str | None) -> None:
+    """One line that says what this process will do: the first thing to read in its log."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("acmebridge")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        release = "unknown"
+    logging.getLogger("acmebridge").info(
+        "acmebridge %s starting: namespaces %s, %s, concurrency %d, metrics %s, mTLS webhook %s",
+        release,
+        ", ".join(cfg.namespaces) or "all",
+        f"peering {peering}" if peering else "standalone",
+        cfg.concurrency,
+        f"on port {cfg.metrics_port}" if cfg.metrics_port else "off",
+        f"on port {cfg.webhook_port}" if cfg.mtls else "off",
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import kopf
 
@@ -257,6 +276,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     configure_logging(cfg.log_format, cfg.log_level)
+    _log_start(cfg, args.peering)
     metrics = None
     if cfg.metrics_port:
         from acmebridge.metrics import PrometheusMetrics
