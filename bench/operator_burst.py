@@ -14,6 +14,7 @@ and one after every certificate is Ready and the solver objects are gone:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import secrets
 import signal
@@ -90,11 +91,17 @@ class OperatorRun:
         return cost, sum(other.values()) / self.burst.n
 
 
-def acme_spec(lab: Lab, server: str, challenge: str, dns: Rfc2136 | None) -> dict[str, Any]:
+def acme_spec(
+    lab: Lab, server: str, challenge: str, dns: Rfc2136 | None, issuing_root: bytes | None = None
+) -> dict[str, Any]:
     overrides: dict[str, Any] = {
         "server": server,
         "privateKeySecretRef": {"name": "bench-account"},
     }
+    if issuing_root is not None:
+        # As docs/existing-pki.md tells users to: the operator proves ca.crt from it, so the
+        # run measures what a well-configured Issuer costs (no CAUnknown Warning per issuance).
+        overrides["issuingCABundle"] = base64.b64encode(issuing_root).decode()
     if challenge == "dns-01":
         assert dns is not None
         algorithm = tsig_algorithm(dns.tsig_algorithm)[1]
@@ -125,7 +132,9 @@ class OperatorUnderTest:
         server: str,
         dns: Rfc2136 | None = None,
         start_at_once: bool = True,
+        issuing_root: bytes | None = None,
     ) -> None:
+        self.issuing_root = issuing_root
         self.lab = lab
         self.start_at_once = start_at_once
         self.server = server
@@ -198,7 +207,7 @@ class OperatorUnderTest:
                     "stringData": {"secret": self.dns.tsig_secret},
                 },
             )
-        spec = acme_spec(self.lab, self.server, self.challenge, self.dns)
+        spec = acme_spec(self.lab, self.server, self.challenge, self.dns, self.issuing_root)
         k.create(
             ours_path("issuers", self.namespace), manifests.issuer(self.namespace, ISSUER, spec)
         )

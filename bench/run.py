@@ -113,7 +113,9 @@ def measure(
         why = NO_BIND
     else:
         print(f">> acmebridge, {challenge}: {args.n} certificates", flush=True)
-        with OperatorUnderTest(lab, bench, challenge, server=args.server, dns=dns) as under:
+        with OperatorUnderTest(
+            lab, bench, challenge, server=args.server, dns=dns, issuing_root=args.issuing_root
+        ) as under:
             under.create_issuer()
             one, why = under.one("warm-up", f"warm-up-{stamp}.ab.{zone}", timeout=60)
             if one is not None:
@@ -286,9 +288,11 @@ def main() -> int:
     bench = BenchKube(lab)
     if args.shared_pebble:
         args.server, args.ca = lab.pebble_directory_url, "the lab's Pebble"
+        args.issuing_root = lab.pebble_root.read_bytes()
         return run(args, bench)
     with bench_pebble(lab) as pebble:
         args.server, args.ca = pebble.directory_url, "the benchmark's own Pebble (bench/ca.py)"
+        args.issuing_root = pebble.root_pem()
         print(f"ACME server: {args.ca}, {args.server}")
         return run(args, bench)
 

@@ -78,12 +78,14 @@ def unrelated(bench: BenchKube, namespace: str, count: int) -> float:
 
 
 def open_operator(
-    bench: BenchKube, server: str, dns: Rfc2136 | None, stamp: int
+    bench: BenchKube, server: str, dns: Rfc2136 | None, stamp: int, issuing_root: bytes | None
 ) -> tuple[OperatorUnderTest, str]:
     """An operator and a Ready Issuer: DNS-01 when it issues a certificate, else HTTP-01."""
     tried = ""
     for challenge in ("dns-01", "http-01") if dns else ("http-01",):
-        under = OperatorUnderTest(bench.lab, bench, challenge, server=server, dns=dns)
+        under = OperatorUnderTest(
+            bench.lab, bench, challenge, server=server, dns=dns, issuing_root=issuing_root
+        )
         under.__enter__()
         try:
             under.create_issuer()
@@ -159,7 +161,9 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
         "acme_server": args.ca,
     }
     print(f"acmebridge scale benchmark, N = {n}, at {meta['revision']}: {meta['machine']}")
-    under, note = open_operator(bench, args.server, Rfc2136.from_env(bench.lab.env), stamp)
+    under, note = open_operator(
+        bench, args.server, Rfc2136.from_env(bench.lab.env), stamp, args.issuing_root
+    )
     result: dict[str, Any] = {"n": n, "challenge": under.challenge, **meta}
     if args.scale_wave:
         result["waves_of"] = args.scale_wave
