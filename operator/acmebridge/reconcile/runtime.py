@@ -39,6 +39,17 @@ def key_of(body: Mapping[str, Any], plural: str) -> ObjectKey:
     return (plural, str(meta.get("namespace") or ""), str(meta.get("name", "")))
 
 
+def _cached(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body as the cache keeps it: without ``metadata.managedFields``, the API server's
+    record of who set which field, which nothing here reads. It is often the largest part of a
+    Certificate (one entry per writer, each with its field set), so with thousands of
+    Certificates it would be most of the operator's memory."""
+    meta = body.get("metadata")
+    if isinstance(meta, Mapping) and "managedFields" in meta:
+        return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return dict(body)
+
+
 def _rv(body: Mapping[str, Any]) -> int | None:
     try:
         return int(body.get("metadata", {}).get("resourceVersion", ""))
@@ -130,7 +141,7 @@ class Runtime:
             new_rv, old_rv = _rv(body), _rv(old)
             if new_rv is not None and old_rv is not None and new_rv < old_rv:
                 return False
-        self.cache[key] = dict(body)
+        self.cache[key] = _cached(body)
         return True
 
     async def patch_status(self, key: ObjectKey, status: Mapping[str, Any]) -> dict[str, Any]:
