@@ -57,7 +57,10 @@ LABELS = st.dictionaries(st.sampled_from(["tier", "team"]), st.sampled_from(["we
 
 selectors = st.builds(
     SolverSelector,
-    dns_names=st.lists(st.sampled_from(NAMES), max_size=2, unique=True).map(tuple),
+    # A wildcard is listed as `*.name` in dnsNames, as in cert-manager.
+    dns_names=st.lists(
+        st.sampled_from(NAMES + [f"*.{n}" for n in NAMES]), max_size=2, unique=True
+    ).map(tuple),
     dns_zones=st.lists(st.sampled_from(ZONES), max_size=2, unique=True).map(tuple),
     match_labels=LABELS,
 )
@@ -90,7 +93,7 @@ def _eligible(solver: Solver, kind: str, name: str, wildcard: bool, labels: dict
         return False
     if sel.dns_names or sel.dns_zones:
         zoned = kind == "dns" and any(_in_zone(name, z) for z in sel.dns_zones)
-        return name in sel.dns_names or zoned
+        return (f"*.{name}" if wildcard else name) in sel.dns_names or zoned
     return True
 
 
