@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.lab import labparts, labproc
+from tests.lab import labparts
 from tests.lab.labenv import Lab
-from tests.lab.pebbles import ExtraPebble
+from tests.lab.pebbles import ExtraPebble, free_ports
 
 VALIDITY_SECONDS = 90 * 24 * 3600
 
@@ -28,12 +28,7 @@ VALIDITY_SECONDS = 90 * 24 * 3600
 @contextmanager
 def bench_pebble(lab: Lab) -> Iterator[ExtraPebble]:
     layout = labparts.Layout(Path(lab.env["LAB_DIR"]).parent)
-    ports: set[int] = set()
-    while len(ports) < 2:
-        port = labproc.free_port()
-        if port not in labparts.FIXED_PORTS:
-            ports.add(port)
-    acme_port, mgmt_port = sorted(ports)
+    acme_port, mgmt_port = free_ports()
     pebble = ExtraPebble(
         name="bench",
         layout=layout,

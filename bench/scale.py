@@ -113,6 +113,30 @@ def acme_outcomes(under: OperatorUnderTest) -> dict[str, int]:
     return counts
 
 
+def top_level_figures(result: dict[str, Any], n: int) -> dict[str, Any]:
+    """The scale figures latest.json keeps at its top level (the README quotes them)."""
+    return {
+        f"rss_mib_{n}": result["rss_mib"],
+        f"rss_mib_{n}_plus_objects": result.get("rss_mib_plus_objects"),
+        "idle_cpu_percent": result.get("idle", {}).get("cpu_percent"),
+    }
+
+
+def after_all_ready_rows(result: dict[str, Any]) -> list[report.Row]:
+    """The rows for what `after_all_ready` measured (both scale runs print them)."""
+    growth = report.growth(result["rss_mib"], result.get("rss_mib_plus_objects"))
+    idle = result.get("idle", {}).get("cpu_percent")
+    return [
+        report.figure_row(
+            "RSS + 10,000 Secrets + 10,000 ConfigMaps", result.get("rss_mib_plus_objects"), "MiB"
+        ),
+        report.figure_row(
+            "  growth", None if growth is None else growth * 100, "%", report.RSS_GROWTH
+        ),
+        report.figure_row(f"idle CPU, {IDLE_SECONDS:.0f} s", idle, "%", report.IDLE_CPU),
+    ]
+
+
 def after_all_ready(bench: BenchKube, under: OperatorUnderTest, result: dict[str, Any]) -> None:
     """Steps 2 and 3: unrelated objects, then idle. Fills ``result``."""
     print(f">> {UNRELATED} unrelated Secrets (1 KiB) and {UNRELATED} ConfigMaps", flush=True)
@@ -229,8 +253,6 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
     finally:
         delete_namespace(bench, under)
 
-    growth = report.growth(result["rss_mib"], result.get("rss_mib_plus_objects"))
-    idle = result.get("idle", {}).get("cpu_percent")
     rows: list[report.Row] = [
         (f"scale, N = {n}, {under.challenge.upper()}", "", "", "", "", ""),
         report.figure_row("Ready", float(result["ready"]), "", digits=0),
@@ -258,13 +280,7 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
         report.figure_row(
             "API requests/s, everyone's", result["apiserver_requests_per_second"], ""
         ),
-        report.figure_row(
-            "RSS + 10,000 Secrets + 10,000 ConfigMaps", result.get("rss_mib_plus_objects"), "MiB"
-        ),
-        report.figure_row(
-            "  growth", None if growth is None else growth * 100, "%", report.RSS_GROWTH
-        ),
-        report.figure_row(f"idle CPU, {IDLE_SECONDS:.0f} s", idle, "%", report.IDLE_CPU),
+        *after_all_ready_rows(result),
     ]
     print()
     print(report.render(rows, title=f"acmebridge at scale, N = {n}"))
@@ -280,9 +296,7 @@ def run_scale(args: argparse.Namespace, bench: BenchKube) -> int:
     ]
     current: dict[str, Any] = {"scale": result}
     if not summary.failed:  # else the adoption run (--scale-adopt) may give these
-        current[f"rss_mib_{n}"] = result["rss_mib"]
-        current[f"rss_mib_{n}_plus_objects"] = result.get("rss_mib_plus_objects")
-        current["idle_cpu_percent"] = idle
+        current.update(top_level_figures(result, n))
     path = write_results(current, scale=True)
     png = plot_ready(
         [run.burst],
@@ -326,8 +340,6 @@ def run_adopted(args: argparse.Namespace, bench: BenchKube) -> int:
             after_all_ready(bench, under, result)
     finally:
         delete_namespace(bench, under)
-    growth = report.growth(result["rss_mib"], result.get("rss_mib_plus_objects"))
-    idle = result.get("idle", {}).get("cpu_percent")
     rows: list[report.Row] = [
         (f"scale by adoption, N = {n}", "", "", "", "", ""),
         report.figure_row("Ready", float(result["ready"]), "", digits=0),
@@ -337,21 +349,13 @@ def run_adopted(args: argparse.Namespace, bench: BenchKube) -> int:
         ),
         report.figure_row(f"operator RSS, {n} Ready", result["rss_mib"], "MiB", report.RSS_5000),
         report.figure_row("operator peak RSS", result["peak_rss_mib"], "MiB"),
-        report.figure_row(
-            "RSS + 10,000 Secrets + 10,000 ConfigMaps", result.get("rss_mib_plus_objects"), "MiB"
-        ),
-        report.figure_row(
-            "  growth", None if growth is None else growth * 100, "%", report.RSS_GROWTH
-        ),
-        report.figure_row(f"idle CPU, {IDLE_SECONDS:.0f} s", idle, "%", report.IDLE_CPU),
+        *after_all_ready_rows(result),
     ]
     print()
     print(report.render(rows, title=f"acmebridge at scale (adopted), N = {n}"))
     current: dict[str, Any] = {"scale_adopted": result}
     if result["ready"] == n:
-        current[f"rss_mib_{n}"] = result["rss_mib"]
-        current[f"rss_mib_{n}_plus_objects"] = result.get("rss_mib_plus_objects")
-        current["idle_cpu_percent"] = idle
+        current.update(top_level_figures(result, n))
     path = write_results(current, scale=True)
     print(f"\nwrote {path.relative_to(RESULTS.parent.parent)}")
     return 0

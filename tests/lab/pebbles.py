@@ -175,6 +175,17 @@ class ExtraPebble:
         set_renewal_info(self.mgmt_url, self.tls_ca, certificate_pem, start, end, explanation)
 
 
+def free_ports() -> tuple[int, int]:
+    """Two free loopback ports for an extra Pebble (ACME, management), none of the lab's own."""
+    ports: set[int] = set()
+    while len(ports) < 2:
+        port = labproc.free_port()
+        if port not in labparts.FIXED_PORTS:
+            ports.add(port)
+    low, high = sorted(ports)
+    return low, high
+
+
 def set_renewal_info(
     mgmt_url: str,
     tls_ca: Path,
@@ -226,12 +237,7 @@ def pebble_factory(lab: Any, request: pytest.FixtureRequest) -> Iterator[PebbleF
         dns_server: str | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> ExtraPebble:
-        ports: set[int] = set()
-        while len(ports) < 2:
-            port = labproc.free_port()
-            if port not in labparts.FIXED_PORTS:
-                ports.add(port)
-        acme_port, mgmt_port = sorted(ports)
+        acme_port, mgmt_port = free_ports()
         pebble = ExtraPebble(
             name=name or re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-"),
             layout=layout,

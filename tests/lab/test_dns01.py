@@ -112,14 +112,27 @@ def test_a_wildcard_and_its_apex_are_issued_by_step_ca_through_bind(
     assert txt_at(lab, challenge_name(base)) == set()
 
 
-def test_values_left_by_a_killed_operator_are_seen_in_bind_and_removed_after_restart(
-    lab: Any, k: Kube, namespace: str, operator_factory: Callable[..., OperatorProcess]
-) -> None:
-    first = dns01_operator(lab, operator_factory, namespace, kill_after="answer_challenge")
+def killed_mid_order(
+    lab: Any,
+    k: Kube,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+    kill_after: str,
+) -> tuple[str, str]:
+    """A DNS-01 Certificate `web` whose operator was SIGKILLed right after ``kill_after``
+    (tests/lab/hooks): the base name its TXT values are for, and its Issuer's name."""
+    first = dns01_operator(lab, operator_factory, namespace, kill_after=kill_after)
     base, wanted = names(lab)
     issuer = dns01_issuer(lab, k, namespace)
     make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=wanted)
     wait_for(lambda: not first.alive(), timeout=60, describe="the operator to die")
+    return base, issuer
+
+
+def test_values_left_by_a_killed_operator_are_seen_in_bind_and_removed_after_restart(
+    lab: Any, k: Kube, namespace: str, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    base, _ = killed_mid_order(lab, k, namespace, operator_factory, "answer_challenge")
     # Killed right after the CA was told to validate: the value is in BIND, for anyone to see.
     left = txt_at(lab, challenge_name(base))
     assert len(left) >= 1, "no TXT value in BIND while the CA validates"
@@ -142,11 +155,7 @@ def test_values_left_by_a_killed_operator_are_seen_in_bind_and_removed_after_res
 def test_a_certificate_deleted_mid_order_while_the_operator_is_down_has_its_values_removed(
     lab: Any, k: Kube, namespace: str, operator_factory: Callable[..., OperatorProcess]
 ) -> None:
-    first = dns01_operator(lab, operator_factory, namespace, kill_after="present")
-    base, wanted = names(lab)
-    issuer = dns01_issuer(lab, k, namespace)
-    make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=wanted)
-    wait_for(lambda: not first.alive(), timeout=60, describe="the operator to die")
+    base, _ = killed_mid_order(lab, k, namespace, operator_factory, "present")
     assert txt_at(lab, challenge_name(base)), "the first value was not added"
     # Deleted while nobody runs: the finalizer keeps it until its values are removed.
     k.delete(ours_path("certificates", namespace, "web"))
@@ -165,11 +174,7 @@ def test_a_certificate_deleted_mid_order_while_the_operator_is_down_has_its_valu
 def test_a_namespace_deleted_mid_order_while_the_operator_is_down_is_not_held_forever(
     lab: Any, k: Kube, namespace: str, operator_factory: Callable[..., OperatorProcess]
 ) -> None:
-    first = dns01_operator(lab, operator_factory, namespace, kill_after="present")
-    base, wanted = names(lab)
-    issuer = dns01_issuer(lab, k, namespace)
-    make_certificate(k, namespace, "web", issuerRef={"name": issuer}, dnsNames=wanted)
-    wait_for(lambda: not first.alive(), timeout=60, describe="the operator to die")
+    base, issuer = killed_mid_order(lab, k, namespace, operator_factory, "present")
     assert txt_at(lab, challenge_name(base)), "the first value was not added"
     # The whole namespace goes while nobody runs: its Issuer and TSIG Secret go first, so the
     # value cannot be removed any more; the Certificate must still let the namespace go.

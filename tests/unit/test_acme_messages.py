@@ -22,6 +22,7 @@ from acmebridge.adapters.acme_client import AcmeSession, generate_account_key, k
 from acmebridge.adapters.acme_messages import AccountRef, ChallengeInfo
 from acmebridge.adapters.acme_transport import HttpError, Network, load_account_key
 from acmebridge.domain.errors import AcmeProblem
+from acmebridge.domain.renewal import RenewalWindow
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "acme"
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -302,7 +303,7 @@ def test_renewal_info_with_its_explanation() -> None:
         }
     )
     info = wire.renewal_info(body, retry_after=timedelta(hours=6))
-    assert info == wire.RenewalInfo(
+    assert info == RenewalWindow(
         start=datetime(2021, 1, 3, tzinfo=UTC),
         end=datetime(2021, 1, 7, tzinfo=UTC),
         explanation_url="https://example.com/docs/ari",

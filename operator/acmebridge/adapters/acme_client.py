@@ -52,7 +52,6 @@ from acmebridge.adapters.acme_messages import (
     DirectoryInfo,
     IdentifierKind,
     OrderInfo,
-    RenewalInfo,
 )
 from acmebridge.adapters.acme_transport import (
     AccountKey,
@@ -68,6 +67,7 @@ from acmebridge.adapters.acme_transport import (
 )
 from acmebridge.domain.chain import parse_pem_certificates
 from acmebridge.domain.errors import AcmeProblem, AcmeUnavailable, TLSTrustError, short_type
+from acmebridge.domain.renewal import RenewalWindow
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +366,7 @@ class AcmeSession:
 
     # -- ARI ------------------------------------------------------------------------------------
 
-    def renewal_info(self, cert_id: str) -> RenewalInfo | None:
+    def renewal_info(self, cert_id: str) -> RenewalWindow | None:
         """The certificate's suggested renewal window (RFC 9773 §4), or None when the directory
         does not advertise ``renewalInfo``. An invalid window raises ``AcmeUnavailable``, as the
         RFC says to treat it like no answer."""
@@ -377,7 +377,7 @@ class AcmeSession:
             return None
         url = f"{base.rstrip('/')}/{cert_id}"
 
-        def call() -> RenewalInfo:
+        def call() -> RenewalWindow:
             response = self._network(None, kid=None).get(url, content_type=_JSON)
             body = wire.RenewalInfoBody.from_json(response.json())
             try:

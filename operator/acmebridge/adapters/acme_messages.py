@@ -38,6 +38,7 @@ from acmebridge.domain.errors import AcmeProblem
 
 # The longest Retry-After acmebridge obeys anywhere; a longer header is read as this much (and an
 # absurd one cannot overflow a timedelta).
+from acmebridge.domain.renewal import RenewalWindow
 from acmebridge.domain.schedule import MAX_RETRY_AFTER
 
 IdentifierKind = Literal["dns", "ip"]
@@ -154,16 +155,6 @@ class OrderInfo:
     profile: str | None = None
     replaces: str | None = None
     retry_after: timedelta | None = None
-
-
-@dataclass(frozen=True)
-class RenewalInfo:
-    """The suggested renewal window (RFC 9773 §4.2); ``retry_after`` is when to ask again."""
-
-    start: datetime
-    end: datetime
-    explanation_url: str | None
-    retry_after: timedelta | None
 
 
 # -- josepy -> plain ----------------------------------------------------------------------------
@@ -298,14 +289,14 @@ def _validation_records(raw: Any) -> dict[str, tuple[Mapping[str, Any], ...]]:
     return out
 
 
-def renewal_info(body: RenewalInfoBody, *, retry_after: timedelta | None) -> RenewalInfo:
+def renewal_info(body: RenewalInfoBody, *, retry_after: timedelta | None) -> RenewalWindow:
     """Raises ValueError for a window that RFC 9773 §4.2 says to treat as no answer at all."""
     window = body.suggested_window
     if window is None or window.start is None or window.end is None:
         raise ValueError("renewalInfo has no suggestedWindow start and end")
     if window.end <= window.start:
         raise ValueError(f"renewalInfo window ends ({window.end}) before it starts")
-    return RenewalInfo(
+    return RenewalWindow(
         start=window.start,
         end=window.end,
         explanation_url=body.explanation_url,

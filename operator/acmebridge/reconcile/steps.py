@@ -30,7 +30,6 @@ from acmebridge.domain.keys import (
 )
 from acmebridge.domain.observed import AuthzView, OfferedChallenge, OrderView
 from acmebridge.domain.reasons import ConditionType, OrderState, Reason
-from acmebridge.domain.renewal import RenewalWindow
 from acmebridge.domain.spec import CertificateSpec
 from acmebridge.reconcile import challenges, cleanup
 from acmebridge.reconcile.issuance import Issuance
@@ -89,14 +88,11 @@ async def perform(work: Issuance, action: a.Action) -> None:
 
 async def _renewal_info(work: Issuance, cert_id: str) -> None:
     rt = work.ctx.rt
-    window = None
     try:
-        info = await rt.io(work.acct.session.renewal_info, cert_id)
+        window = await rt.io(work.acct.session.renewal_info, cert_id)
     except Exception as e:  # any failure: keep what the CA said before, ask again later
         log.info("Certificate %s: renewal info not available: %s", work.ctx.log_name(), e)
-        info = None
-    if info is not None:
-        window = RenewalWindow(info.start, info.end, info.explanation_url, info.retry_after)
+        window = None
     work.see(renewal_window=window, renewal_fetched=True)
 
 
