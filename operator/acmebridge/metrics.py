@@ -141,6 +141,8 @@ class PrometheusMetrics(Metrics):
         )
         self._solvers = 0
         self._solvers_lock = threading.Lock()
+        #: (namespace, name) -> the Ready status and times last set for a Certificate
+        self._certificates: dict[tuple[str, str], tuple[str, tuple[float | None, ...]]] = {}
 
     @classmethod
     def serve(cls, address: str, port: int) -> PrometheusMetrics:
@@ -180,6 +182,7 @@ class PrometheusMetrics(Metrics):
     def certificate(self, body: Mapping[str, Any] | None, key: ObjectKey) -> None:
         _, namespace, name = key
         if body is None:
+            self._certificates.pop((namespace, name), None)
             for c in _CONDITIONS:
                 _remove(self.cert_ready, namespace, name, c)
             for g in (self.cert_not_after, self.cert_not_before, self.cert_renewal):
@@ -188,14 +191,17 @@ class PrometheusMetrics(Metrics):
         status = body.get("status") or {}
         ready = get_condition(status.get("conditions") or [], "Ready")
         current = ready.status if ready else "Unknown"
+        times = tuple(_ts(status, f) for f in ("notAfter", "notBefore", "renewalTime"))
+        # Most reconciles change none of these; setting seven series anyway was 1% of the
+        # operator's CPU in a burst.
+        if self._certificates.get((namespace, name)) == (current, times):
+            return
+        self._certificates[(namespace, name)] = (current, times)
         for c in _CONDITIONS:
             self.cert_ready.labels(namespace, name, c).set(1.0 if c == current else 0.0)
-        for gauge, field in (
-            (self.cert_not_after, "notAfter"),
-            (self.cert_not_before, "notBefore"),
-            (self.cert_renewal, "renewalTime"),
+        for gauge, value in zip(
+            (self.cert_not_after, self.cert_not_before, self.cert_renewal), times, strict=True
         ):
-            value = _ts(status, field)
             if value is None:
                 _remove(gauge, namespace, name)
             else:

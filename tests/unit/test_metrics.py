@@ -95,6 +95,20 @@ def test_timestamps_come_from_status_and_go_with_it(m: PrometheusMetrics) -> Non
     assert value(m, "acmebridge_certificate_expiration_timestamp_seconds", **who) == 1775001600
 
 
+def test_a_certificate_deleted_and_created_again_with_the_same_status_has_its_series_again(
+    m: PrometheusMetrics,
+) -> None:
+    # Unchanged statuses are not set again: the record of what was set must go with the series.
+    body = cert("True", notAfter="2026-04-01T00:00:00Z")
+    m.certificate(body, KEY)
+    m.certificate(body, KEY)
+    m.certificate(None, KEY)
+    m.certificate(body, KEY)
+    who = {"namespace": "shop", "name": "web"}
+    assert value(m, "acmebridge_certificate_expiration_timestamp_seconds", **who) == 1775001600
+    assert value(m, "acmebridge_certificate_ready_status", **who, condition="True") == 1
+
+
 def test_a_deleted_certificate_leaves_no_series(m: PrometheusMetrics) -> None:
     m.certificate(cert("True", notAfter="2026-04-01T00:00:00Z"), KEY)
     m.certificate(None, KEY)

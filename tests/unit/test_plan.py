@@ -462,31 +462,74 @@ def test_challenge_steps(
     assert plan(issuing(journal(rec), checks=checks)) == expected
 
 
+@pytest.mark.parametrize(
+    ("just_answered", "expected"),
+    [
+        pytest.param(
+            True,
+            a.Wait(0.25, Reason.VALIDATING, "The ACME server is validating", visible=False),
+            id="a challenge the CA is still validating waits before asking: it would say pending",
+        ),
+        pytest.param(
+            False,
+            a.FetchOrder(),
+            id="answered before this reconcile, or validated at once: the order is read at once",
+        ),
+    ],
+)
+def test_first_poll_after_answering(just_answered: bool, expected: a.Action) -> None:
+    rec = with_challenge(presented_at=PRESENTED, answered_at=NOW)
+    assert plan(issuing(journal(rec), just_answered=just_answered)) == expected
+
+
 ANSWERED = with_challenge(presented_at=PRESENTED, answered_at=NOW - timedelta(seconds=8))
 
 
 @pytest.mark.parametrize(
-    ("order", "poll_max", "delay"),
+    ("order", "answered_ago", "poll_max", "delay"),
     [
-        pytest.param(OrderView("pending"), 10, 4.0, id="validating: poll at half the time waited"),
-        pytest.param(OrderView("pending"), 2, 2.0, id="up to the configured cap"),
+        pytest.param(
+            OrderView("pending"), 8, 10, 4.0, id="validating: poll at half the time waited"
+        ),
+        pytest.param(
+            OrderView("pending"), 0.3, 10, 0.5, id="at least half a second after the first poll"
+        ),
+        pytest.param(OrderView("pending"), 8, 2, 2.0, id="up to the configured cap"),
         pytest.param(
             OrderView("pending", retry_after=timedelta(seconds=30)),
+            8,
             10,
             30.0,
             id="a Retry-After wins",
         ),
     ],
 )
-def test_polling_after_answering(order: OrderView, poll_max: int, delay: float) -> None:
+def test_polling_after_answering(
+    order: OrderView, answered_ago: float, poll_max: int, delay: float
+) -> None:
+    rec = with_challenge(presented_at=PRESENTED, answered_at=NOW - timedelta(seconds=answered_ago))
     got = plan(
         issuing(
-            journal(ANSWERED),
+            journal(rec),
             order=order,
             settings=Settings(order_poll_max=timedelta(seconds=poll_max)),
         )
     )
     assert isinstance(got, a.Wait) and got.reason == Reason.VALIDATING and got.delay == delay
+
+
+@pytest.mark.parametrize(
+    ("finalized_ago", "delay"),
+    [
+        pytest.param(0, 0.25, id="finalized in this reconcile: the first poll comes soon"),
+        pytest.param(0.3, 0.5, id="then at least half a second apart"),
+        pytest.param(6, 3.0, id="then at half the time waited"),
+    ],
+)
+def test_polling_after_finalizing(finalized_ago: float, delay: float) -> None:
+    j = journal(ANSWERED, state="processing", finalized_at=NOW - timedelta(seconds=finalized_ago))
+    got = plan(issuing(j, order=OrderView("processing")))
+    assert isinstance(got, a.Wait) and got.reason == Reason.FINALIZING and got.delay == delay
 
 
 @pytest.mark.parametrize(
@@ -740,7 +783,7 @@ def test_every_observed_state_leads_to_a_step(
     got = plan(given)
     assert isinstance(got, a.Action)
     if isinstance(got, a.Wait):
-        assert 0.5 <= got.delay <= 3600
+        assert 0.25 <= got.delay <= 3600  # never spinning: POLL_SOON is the shortest wait
     # The CA is never asked about an order before one of its challenges was answered, unless
     # it already said the order moved on; and never twice in one reconcile (no spinning).
     if isinstance(got, a.FetchOrder):

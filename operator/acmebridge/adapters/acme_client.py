@@ -23,6 +23,7 @@ Invariants (the transport ones are explained in ``acme_transport``):
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import ssl
@@ -59,6 +60,7 @@ from acmebridge.adapters.acme_transport import (
     Network,
     NoncePool,
     Transport,
+    environment_verify,
     find_ssl_error,
     innermost_reason,
     load_account_key,
@@ -78,6 +80,9 @@ OnRequest = Callable[[str, str, float], None]
 DEFAULT_USER_AGENT = "acmebridge"
 MAX_RESPONSE_BYTES = 1024 * 1024
 MAX_ALTERNATE_CHAINS = 8
+#: account keys a session keeps a signer for; more are rare (a key rotated, Issuers sharing a
+#: server), and past it the cache starts again
+MAX_NETWORKS = 64
 
 _JSON = "application/json"
 _JOSE = "application/jose+json"
@@ -99,16 +104,23 @@ def key_authorization(account: AccountRef, challenge: ChallengeInfo) -> str:
     record value for dns-01 (§8.4). Raises ValueError for other challenge types."""
     if challenge.token is None:
         raise ValueError(f"{challenge.type} challenge {challenge.url} has no token")
+    return _key_authorization(account.key_pem, challenge.type, challenge.token, challenge.url)
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_authorization(key_pem: bytes, type_: str, token: str, url: str) -> str:
+    """Cached: an issuance asks for it at least twice (present, each self check), and each time
+    the library hashes the account key's JWK anew (2% of the operator's CPU in a burst)."""
     try:
-        chall = challenges.Challenge.from_json({"type": challenge.type, "token": challenge.token})
+        chall = challenges.Challenge.from_json({"type": type_, "token": token})
     except DeserializationError as e:
-        raise ValueError(f"{challenge.type} challenge {challenge.url}: {e}") from e
-    jwk = load_account_key(account.key_pem).jwk
+        raise ValueError(f"{type_} challenge {url}: {e}") from e
+    jwk = load_account_key(key_pem).jwk
     if isinstance(chall, challenges.DNS01):
         return str(chall.validation(jwk))
     if isinstance(chall, challenges.HTTP01):
         return str(chall.key_authorization(jwk))
-    raise ValueError(f"challenge type {challenge.type!r} is not supported")
+    raise ValueError(f"challenge type {type_!r} is not supported")
 
 
 class AcmeSession:
@@ -132,6 +144,7 @@ class AcmeSession:
         self._on_request = on_request
         self._lock = threading.Lock()
         self._directory: messages.Directory | None = None
+        self._networks: dict[tuple[AccountKey | None, str | None], Network] = {}
         verify: bool | str = not skip_tls_verify
         self._ca_file: str | None = None
         if ca_bundle is not None:
@@ -144,9 +157,10 @@ class AcmeSession:
                 f.write(ca_bundle)
             verify = self._ca_file
         session = requests.Session()
+        session.trust_env = False  # read once instead: Transport
         self._transport = Transport(
             session=session,
-            verify=verify,
+            verify=environment_verify(verify),
             user_agent=user_agent,
             timeout=timeout,
             max_response_bytes=max_response_bytes,
@@ -417,7 +431,16 @@ class AcmeSession:
         return directory
 
     def _network(self, key: AccountKey | None, *, kid: str | None) -> Network:
-        return Network(self._transport, key, kid)
+        """One per account key and account URL, reused: a ``Network`` holds no state of its own
+        between requests (nonces are in the transport's pool), and building one builds a
+        ``requests.Session`` that is thrown away (1% of the operator's CPU in a burst)."""
+        with self._lock:
+            net = self._networks.get((key, kid))
+            if net is None:
+                if len(self._networks) >= MAX_NETWORKS:
+                    self._networks.clear()
+                net = self._networks[(key, kid)] = Network(self._transport, key, kid)
+        return net
 
     def _post_as_get(
         self, key: AccountKey, kid: str, url: str, *, accept: str | None = None

@@ -130,6 +130,9 @@ class Observed:
     order: OrderView | None = None
     authorizations: Mapping[str, AuthzView] = field(default_factory=dict)
     checks: Mapping[str, CheckResult] = field(default_factory=dict)
+    #: a challenge was answered in this reconcile and the CA is still validating it: asking
+    #: about the order at once would only hear "pending" (one wasted request per issuance)
+    just_answered: bool = False
     outcomes: tuple[ChallengeOutcome, ...] | None = None
     written: Written | None = None
     cleaned: bool = False

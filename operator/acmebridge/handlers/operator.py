@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -186,6 +186,24 @@ class Operator:
 OPERATOR: Operator | None = None
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Keeps no last-handled state: kopf builds a diff base (a deep copy of the body, less its
+    status and system fields) on every watch event, for change-detection handlers to diff
+    against. acmebridge registers none (see the module's docstring; a unit test keeps it so), and
+    the copies were 5% of its CPU in a 200-certificate burst (``make bench PROFILE=1``)."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return kopf.BodyEssence()
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def install(operator: Operator) -> None:
     """Register the handlers for ``operator`` (called once, before kopf starts)."""
     global OPERATOR
@@ -200,6 +218,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.networking.request_timeout = 60
+    settings.persistence.diffbase_storage = NoDiffBase()
     await OPERATOR.start()
 
 

@@ -145,9 +145,8 @@ async def _reconcile(rt: Runtime, key: ObjectKey, body: dict[str, Any], accounts
     order = ctx.status.order
     memo = (spec.secret_name, order.url) if order is not None else None
     unread = memo is not None and rt.secret_absent.get(ctx.uid) == memo
-    if view.state in (IssuerState.MISSING, IssuerState.NOT_READY) or unread:
-        pass
-    else:
+    read = not unread and view.state not in (IssuerState.MISSING, IssuerState.NOT_READY)
+    if read:
         secret = await rt.io(rt.kube.get, core_path("secrets", ctx.namespace, spec.secret_name))
         if secret is None and memo is not None:
             rt.secret_absent[ctx.uid] = memo
@@ -156,6 +155,7 @@ async def _reconcile(rt: Runtime, key: ObjectKey, body: dict[str, Any], accounts
     observed = _observed(ctx, spec, "", view, secret)
     work = Issuance(ctx, account, observed, secret=secret, accounts=accounts, issuer_key=ikey)
     work.secret_unread = unread
+    work.secret_read_absent = read and secret is None
     for _ in range(MAX_STEPS):
         action = plan(work.observed)
         if isinstance(action, a.Terminal):

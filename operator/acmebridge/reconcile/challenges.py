@@ -181,3 +181,4 @@ async def answer(work: Issuance, url: str) -> None:
         state = current.status
     _save(work, rec, replace(ch, answered_at=ctx.now, state=state))
     await ctx.flush()
+    work.see(just_answered=state in (AuthzState.PENDING, AuthzState.PROCESSING))

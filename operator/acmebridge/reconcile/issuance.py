@@ -65,6 +65,8 @@ class Issuance:
     #: the TLS Secret was not read in this reconcile (``Runtime.secret_absent``): read it
     #: before writing it
     secret_unread: bool = False
+    #: the TLS Secret was read in this reconcile and did not exist
+    secret_read_absent: bool = False
 
     @property
     def spec(self) -> CertificateSpec:

@@ -206,6 +206,10 @@ async def _adopt(
         replaces=replaces,
         pending_key_uid=work.key_uid,
     )
+    if work.secret_read_absent:
+        # Read as absent a moment ago: the order's next steps need not read it again
+        # (Runtime.secret_absent; it is read once more before the write).
+        ctx.rt.secret_absent[ctx.uid] = (work.spec.secret_name, order.url)
     if ctx.status.issuing_since is None:
         ctx.patch.set(issuing_since=ctx.now)
     if not usable(work.observed.secret):
