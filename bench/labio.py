@@ -4,6 +4,7 @@ machine, and the benchmark's own request count (subtracted from the API server's
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -139,6 +140,39 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+#: a Certificate-sized body: what the operator mostly spends its CPU on is moving such JSON
+_REFERENCE_BODY = {
+    "apiVersion": "acmebridge.io/v1alpha1",
+    "kind": "Certificate",
+    "metadata": {
+        "name": "web",
+        "namespace": "shop",
+        "labels": {f"k{i}": "v" * 20 for i in range(8)},
+    },
+    "spec": {"secretName": "web-tls", "dnsNames": [f"n{i}.shop.example" for i in range(4)]},
+    "status": {"conditions": [{"type": "Ready", "status": "True", "message": "m" * 200}] * 3},
+}
+
+
+def reference_cpu_seconds(rounds: int = 3) -> float:
+    """CPU seconds this process needs for a fixed Python workload (JSON round trips of a
+    Certificate-sized body, SHA-256, dict work), the best of ``rounds``: how fast the machine runs
+    Python just now. On a shared machine it drifts (the same workload took 0.24 to 0.39 s within
+    one minute here), and the operator's CPU per certificate drifts with it: runs are compared by
+    CPU per certificate divided by this, or by the ratio to lego's CPU in the same run."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.thread_time()
+        digest = hashlib.sha256()
+        for _ in range(10000):
+            text = json.dumps(_REFERENCE_BODY)
+            body = json.loads(text)
+            body["metadata"] = {**body["metadata"], "resourceVersion": str(len(text))}
+            digest.update(text.encode())
+        best = min(best, time.thread_time() - started)
+    return best
 
 
 def revision() -> str:

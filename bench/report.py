@@ -179,6 +179,30 @@ def figure_row(
     )
 
 
+def cpu_rows(ours: float | None, lego: float | None, reference: float | None) -> list[Row]:
+    """The operator's CPU per certificate beside lego's (all its processes) in the same run,
+    and the machine's speed at the burst: CPU figures of runs on a shared machine are compared
+    by these two, not as seconds (bench.labio.reference_cpu_seconds)."""
+    return [
+        (
+            "  CPU per certificate",
+            number(ours, "s", 4),
+            number(lego, "s", 4),
+            number(ratio(ours, lego), "", 2),
+            CPU_PER_CERT.text,
+            CPU_PER_CERT.verdict(ours),
+        ),
+        (
+            "  reference workload CPU (machine speed)",
+            number(reference, "s", 3),
+            "",
+            "",
+            "",
+            "",
+        ),
+    ]
+
+
 def growth(before: float | None, after: float | None) -> float | None:
     """(after - before) / before: how much memory grew when unrelated objects arrived."""
     if before is None or after is None or before == 0:

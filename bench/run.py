@@ -28,7 +28,15 @@ from typing import Any
 
 from bench import report, requests_cost
 from bench.ca import bench_pebble
-from bench.labio import RESULTS, BenchKube, load_lab, machine, revision, write_results
+from bench.labio import (
+    RESULTS,
+    BenchKube,
+    load_lab,
+    machine,
+    reference_cpu_seconds,
+    revision,
+    write_results,
+)
 from bench.lego import Rfc2136, run_lego_burst
 from bench.operator_burst import OperatorRun, OperatorUnderTest, PySpy
 from bench.plot import plot_ready
@@ -128,7 +136,9 @@ def measure(
                 if args.profile and challenge == "http-01":
                     out = RESULTS / "profile-acmebridge-http01.txt"
                     spy = PySpy(under.pid, out)
+                reference = reference_cpu_seconds()
                 ours_run = under.burst(names, timeout=args.timeout)
+                reference = (reference + reference_cpu_seconds()) / 2
                 if spy is not None:
                     print(f"   {spy.stop()}")
                     parsed = parse_raw(spy.out.read_text())
@@ -139,6 +149,7 @@ def measure(
                         "file": str(spy.out.relative_to(RESULTS.parent.parent)),
                     }
                 section["acmebridge"] = operator_dict(ours_run, one, args.n)
+                section["acmebridge"]["reference_cpu_seconds"] = _round(reference, 4)
                 section["acmebridge"]["api_background_per_certificate_estimate"] = _round(
                     background * ours_run.seconds / args.n, 2
                 )
@@ -200,10 +211,10 @@ def measure(
                 "one certificate alone", section["acmebridge"]["one_certificate_seconds"], "s"
             )
         )
-        rows.append(
-            report.figure_row(
-                "operator CPU per certificate", ours_run.cpu_seconds / n, "s", report.CPU_PER_CERT
-            )
+        rows += report.cpu_rows(
+            ours_run.cpu_seconds / n,
+            section["lego"].get("cpu_seconds_per_certificate"),
+            section["acmebridge"].get("reference_cpu_seconds"),
         )
         rows.append(report.figure_row("operator RSS after the burst", ours_run.rss_mib, "MiB"))
         if ours_run.solver_nodes:
@@ -238,6 +249,8 @@ def top_level(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "api_writes_per_certificate": ours.get("api_operator", {}).get("writes_per_certificate"),
         "api_reads_per_certificate": ours.get("api_operator", {}).get("reads_per_certificate"),
         "cpu_seconds_per_certificate": ours.get("cpu_seconds_per_certificate"),
+        "lego_cpu_seconds_per_certificate": lego.get("cpu_seconds_per_certificate"),
+        "reference_cpu_seconds": ours.get("reference_cpu_seconds"),
         "rss_mib": ours.get("rss_mib"),
     }
 

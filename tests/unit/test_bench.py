@@ -237,6 +237,13 @@ def test_cost_rows_say_how_many_requests_were_refused() -> None:
     assert cost.as_dict()["refused_by_verb_and_resource"] == {"POST pods": 1.0}
 
 
+def test_cpu_per_certificate_stands_beside_legos_with_the_machines_speed() -> None:
+    cpu, reference = report.cpu_rows(0.036, 0.024, 0.105)
+    assert cpu[1:] == ("0.0360 s", "0.0240 s", "1.50", "≤ 0.04 s", "met")
+    assert reference[0].strip().startswith("reference workload") and reference[1] == "0.105 s"
+    assert report.cpu_rows(0.05, None, None)[0][1:] == ("0.0500 s", "-", "-", "≤ 0.04 s", "missed")
+
+
 def test_requests_on_kinds_no_issuance_touches_are_set_apart() -> None:
     related, other = requests_cost.split_issuance(
         {("PUT", "endpointslices"): 3, ("PATCH", "pods/status"): 2, ("DELETE", "roles"): 1}
