@@ -289,16 +289,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         from acmebridge.handlers import mtls
 
         mtls.install(cfg)
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not cfg.namespaces,
-            namespaces=list(cfg.namespaces),
-            standalone=args.peering is None,
-            peering_name=args.peering,
-            priority=args.priority,
-            liveness_endpoint=args.liveness,
+    # uvloop (libuv) runs the event loop's own work (callbacks, timers, sockets, wake-ups from
+    # the I/O threads) at a fraction of asyncio's CPU; kopf uses it the same way when present.
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(
+            kopf.operator(
+                clusterwide=not cfg.namespaces,
+                namespaces=list(cfg.namespaces),
+                standalone=args.peering is None,
+                peering_name=args.peering,
+                priority=args.priority,
+                liveness_endpoint=args.liveness,
+            )
         )
-    )
     return 0
 
 
