@@ -113,13 +113,17 @@ def kubectl(
     )
 
 
-def apply(lab: Lab, docs: Sequence[JSON], *, dry_run: bool, force: bool = False) -> str:
-    """Server-side apply; returns kubectl's stderr (warnings) and fails with it on refusal."""
-    args = ["apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-"]
+def apply(lab: Lab, docs: Sequence[JSON], *, dry_run: bool) -> str:
+    """Server-side apply; returns kubectl's stderr (warnings) and fails with it on refusal.
+
+    With ``--force-conflicts``: these tests check what the API server admits, not who owns a
+    field, and the lab is shared: the node tests' ``helm install`` leaves the cluster-wide
+    peering CRDs behind with ``helm`` as their field manager (helm never deletes CRDs), which
+    made every test here fail on a second run against the same lab."""
+    args = ["apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}"]
+    args += ["-f", "-"]
     if dry_run:
         args.append("--dry-run=server")
-    if force:
-        args.append("--force-conflicts")
     result = kubectl(lab, *args, stdin=yaml.safe_dump_all(docs))
     what = "dry run" if dry_run else "apply"
     assert result.returncode == 0, f"server-side {what} refused:\n{result.stderr}"
@@ -205,7 +209,7 @@ def release(
             if d["kind"] == "CustomResourceDefinition" and d["spec"]["group"] == "acmebridge.io"
         ]
         assert len(crds) == 3
-        apply(lab, crds, dry_run=True, force=True)
+        apply(lab, crds, dry_run=True)
         warnings = apply(lab, docs, dry_run=True)
         assert "PodSecurity" not in warnings, warnings
         apply(lab, docs, dry_run=False)
