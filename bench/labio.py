@@ -159,9 +159,10 @@ _REFERENCE_BODY = {
 def reference_cpu_seconds(rounds: int = 3) -> float:
     """CPU seconds this process needs for a fixed Python workload (JSON round trips of a
     Certificate-sized body, SHA-256, dict work), the best of ``rounds``: how fast the machine runs
-    Python just now. On a shared machine it drifts (the same workload took 0.24 to 0.39 s within
-    one minute here), and the operator's CPU per certificate drifts with it: runs are compared by
-    CPU per certificate divided by this, or by the ratio to lego's CPU in the same run."""
+    Python just now. On a shared machine it drifts (a similar fixed loop took 0.24 to 0.39 s
+    within one minute here), and the operator's CPU per certificate drifts with it: runs are
+    compared by CPU per certificate divided by this, or by the ratio to lego's CPU in the same
+    run."""
     best = float("inf")
     for _ in range(rounds):
         started = time.thread_time()
